@@ -1,0 +1,77 @@
+"""Argument validation shared by the public API.
+
+Every public function checks its inputs with these helpers, so a bad argument fails at the
+call with a ``ValueError`` that names the parameter, instead of deep inside a traced program.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an ``int`` after checking that it is an integer ``>= 1``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an ``int`` after checking that it is an integer ``>= 0``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a ``float`` after checking that it is finite and positive."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite {bound} number, got {value!r}")
+    return x
+
+
+def fraction(name: str, value: Any) -> float:
+    """Return ``value`` as a ``float`` in the open interval (0, 1)."""
+    x = positive_float(name, value)
+    if not x < 1:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return x
+
+
+def batch_size(name: str, value: Any, n: int) -> int:
+    """Check a batch size against the number of examples ``n`` it draws from."""
+    b = positive_int(name, value)
+    if b > n:
+        raise ValueError(f"{name}={b} is larger than the number of examples ({n})")
+    return b
+
+
+def finite_array(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """Return ``value`` as a NumPy array after checking its rank and that it has no NaN or inf."""
+    arr = np.asarray(value)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if np.issubdtype(arr.dtype, np.number) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def one_of(name: str, value: Any, options: tuple[str, ...]) -> str:
+    """Check that ``value`` is one of the allowed strings."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value

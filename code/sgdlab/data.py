@@ -1,0 +1,218 @@
+"""Datasets as plain arrays, and the minibatch index streams that SGD draws from them.
+
+* :func:`mnist1d` — MNIST-1D (Greydanus 2020), made by the reference ``mnist1d`` package and
+  cached on disk, because the reference generator makes only a few thousand samples a second.
+* :func:`linear_regression` and :func:`teacher_student` — synthetic problems with a known answer.
+* :func:`minibatch_indices` — which examples each SGD step sees, with or without replacement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+
+
+class Dataset(NamedTuple):
+    """Train and test arrays. Being a ``NamedTuple`` it is a JAX pytree."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+
+def cache_dir() -> Path:
+    """Where generated datasets are cached: ``$SGDLAB_CACHE`` or ``~/.cache/sgdlab``."""
+    root = os.environ.get("SGDLAB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sgdlab")
+    return Path(root)
+
+
+def _validate_dataset(data: Dataset) -> Dataset:
+    """Check a :class:`Dataset` for consistent shapes and finite values."""
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be an sgdlab.data.Dataset, got {type(data).__name__}")
+    for split in ("train", "test"):
+        x = _checks.finite_array(f"data.x_{split}", getattr(data, f"x_{split}"))
+        y = _checks.finite_array(f"data.y_{split}", getattr(data, f"y_{split}"))
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"data.x_{split} has {x.shape[0]} rows but data.y_{split} has {y.shape[0]}")
+    if data.x_train.shape[1:] != data.x_test.shape[1:]:
+        raise ValueError(f"data.x_train and data.x_test differ in shape: {data.x_train.shape} vs {data.x_test.shape}")
+    return data
+
+
+def mnist1d(
+    n_train: int = 4000,
+    n_test: int = 1000,
+    *,
+    seed: int = 42,
+    noise_scale: float = 0.25,
+    cache: bool = True,
+) -> Dataset:
+    """MNIST-1D: ten 1-D templates, randomly padded, translated, sheared, scaled and noised.
+
+    The samples come from the reference generator ``mnist1d.data.make_dataset`` (Greydanus,
+    *Scaling down deep learning*, 2020) with its default transformations; ``noise_scale`` is
+    its correlated-noise scale (0.25 by default). The arrays are cached in :func:`cache_dir`
+    keyed by the arguments, so only the first call pays for generation (about 4,000 samples/s).
+    ``x`` has shape ``(n, 40)`` in float32, ``y`` holds integer labels 0–9.
+    """
+    n_train = _checks.positive_int("n_train", n_train)
+    n_test = _checks.positive_int("n_test", n_test)
+    seed = _checks.nonnegative_int("seed", seed)
+    noise_scale = _checks.positive_float("noise_scale", noise_scale, allow_zero=True)
+    total = n_train + n_test
+    # the reference generator makes the same number of samples per class
+    per_class = -(-total // 10)
+    spec = {"generator": "mnist1d", "samples": per_class * 10, "seed": seed, "noise": noise_scale}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"mnist1d-{key}.npz"
+    if cache and path.exists():
+        with np.load(path) as f:
+            x, y = f["x"], f["y"]
+    else:
+        x, y = _generate_mnist1d(per_class * 10, seed, noise_scale)
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez_compressed(tmp, x=x, y=y)
+            os.replace(tmp, path)
+    x = jnp.asarray(x[:total], dtype=jnp.float32)
+    y = jnp.asarray(y[:total], dtype=jnp.int32)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def _generate_mnist1d(num_samples: int, seed: int, noise_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Call the reference generator without letting it disturb the caller's global RNGs."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = num_samples
+    args.train_split = 1.0
+    args.seed = seed
+    args.corr_noise_scale = noise_scale
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return np.asarray(raw["x"], np.float32), np.asarray(raw["y"], np.int32)
+
+
+def linear_regression(
+    key: jax.Array,
+    n_train: int,
+    dim: int,
+    *,
+    n_test: int = 1000,
+    noise_std: float = 0.1,
+    feature_scales: jax.Array | None = None,
+) -> tuple[Dataset, jax.Array]:
+    r"""Noisy linear regression :math:`y = x^\top w^\star + \sigma\varepsilon`.
+
+    Features are Gaussian with standard deviation ``feature_scales`` per coordinate (default 1),
+    so the input covariance is :math:`\operatorname{diag}(s^2)`; :math:`w^\star\sim N(0, I/d)`.
+    Returns the dataset (``y`` of shape ``(n, 1)``) and the true weights ``w_star`` of shape ``(dim,)``.
+    """
+    n_train = _checks.positive_int("n_train", n_train)
+    n_test = _checks.positive_int("n_test", n_test)
+    dim = _checks.positive_int("dim", dim)
+    noise_std = _checks.positive_float("noise_std", noise_std, allow_zero=True)
+    scales = jnp.ones(dim) if feature_scales is None else jnp.asarray(
+        _checks.finite_array("feature_scales", feature_scales, ndim=1), jnp.float32)
+    if scales.shape != (dim,):
+        raise ValueError(f"feature_scales must have shape ({dim},), got {scales.shape}")
+    k_w, k_x, k_e = jax.random.split(key, 3)
+    w_star = jax.random.normal(k_w, (dim,)) / jnp.sqrt(dim)
+    x = jax.random.normal(k_x, (n_train + n_test, dim)) * scales
+    y = x @ w_star + noise_std * jax.random.normal(k_e, (n_train + n_test,))
+    y = y[:, None]
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), w_star
+
+
+def teacher_student(
+    key: jax.Array,
+    n_train: int,
+    sizes: tuple[int, ...] = (40, 32, 10),
+    *,
+    n_test: int = 1000,
+) -> tuple[Dataset, "object"]:
+    """Labels from a random teacher MLP: a classification problem a student can fit exactly.
+
+    The teacher is :class:`sgdlab.models.MLP` with ``sizes``, inputs are standard Gaussian and
+    the label is the teacher's arg-max class. Returns the dataset and the teacher model.
+    """
+    from .models import MLP
+    from flax import nnx
+
+    n_train = _checks.positive_int("n_train", n_train)
+    n_test = _checks.positive_int("n_test", n_test)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least an input and an output width, got {sizes!r}")
+    k_model, k_x = jax.random.split(key)
+    teacher = MLP(sizes, rngs=nnx.Rngs(params=k_model))
+    x = jax.random.normal(k_x, (n_train + n_test, sizes[0]))
+    y = jnp.argmax(teacher(x), axis=-1).astype(jnp.int32)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), teacher
+
+
+def minibatch_indices(
+    key: jax.Array,
+    n: int,
+    batch_size: int,
+    steps: int,
+    *,
+    replace: bool = False,
+    start: int | jax.Array = 0,
+) -> jax.Array:
+    """Indices of the examples seen at steps ``start, ..., start + steps - 1``; shape ``(steps, batch_size)``.
+
+    With ``replace=True`` every index of every batch is uniform on ``{0..n-1}``, independently.
+    With ``replace=False`` SGD walks through epochs: each epoch is a fresh random permutation of
+    the ``n`` examples cut into ``n // batch_size`` batches (the last ``n % batch_size`` examples
+    of each permutation are skipped, as with ``drop_last``). Step ``t`` always gets the same
+    batch for the same key, whatever ``start`` and ``steps`` are — so a run cut into chunks sees
+    exactly the batches of the uncut run. ``start`` may be a traced integer (inside ``jit``).
+    """
+    n = _checks.positive_int("n", n)
+    batch_size = _checks.batch_size("batch_size", batch_size, n)
+    steps = _checks.positive_int("steps", steps)
+    step_ids = jnp.asarray(start) + jnp.arange(steps)
+    if replace:
+        keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(step_ids)
+        return jax.vmap(lambda k: jax.random.randint(k, (batch_size,), 0, n))(keys)
+    per_epoch = n // batch_size
+
+    def permutation(epoch):
+        # argsort of 32-bit random keys: one sort, about twice as fast on a CPU as
+        # jax.random.permutation's two rounds; a tie (probability ~ n^2 / 2^33) only keeps
+        # two indices in their original order.
+        return jnp.argsort(jax.random.bits(jax.random.fold_in(key, epoch), (n,)))
+
+    def step(perm, t):
+        epoch, position = t // per_epoch, t % per_epoch
+        perm = jax.lax.cond(position == 0, permutation, lambda _: perm, epoch)
+        return perm, jax.lax.dynamic_slice_in_dim(perm, position * batch_size, batch_size)
+
+    # one permutation per epoch the window touches, drawn when the window enters that epoch
+    _, batches = jax.lax.scan(step, permutation(step_ids[0] // per_epoch), step_ids)
+    return batches
