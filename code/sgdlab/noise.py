@@ -15,9 +15,11 @@ sampling, e.g. Cochran 1977.)
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
@@ -88,25 +90,56 @@ def sample_minibatch_grads(
     return _sample(key, grads, b, n_draws, bool(replace))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _sample(key, grads, b, n_draws, replace):
-    n = grads.shape[0]
+def _draw_indices(key, n, b, n_draws, replace):
+    """``(n_draws, b)`` row indices: independent uniform draws, or the first ``b`` of a random permutation."""
     keys = jax.random.split(key, n_draws)
     if replace:
-        idx = jax.vmap(lambda k: jax.random.randint(k, (b,), 0, n))(keys)
-    else:
-        idx = jax.vmap(lambda k: jnp.argsort(jax.random.bits(k, (n,)))[:b])(keys)
+        return jax.vmap(lambda k: jax.random.randint(k, (b,), 0, n))(keys)
+    return jax.vmap(lambda k: jax.random.permutation(k, n)[:b])(keys)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _sample(key, grads, b, n_draws, replace):
+    idx = _draw_indices(key, grads.shape[0], b, n_draws, replace)
     return jax.vmap(lambda i: grads[i].mean(0))(idx)
 
 
 def empirical_minibatch_variance(
-    key: jax.Array, grads: jax.Array, batch_size: int, n_draws: int, *, replace: bool = True
-) -> tuple[jax.Array, jax.Array]:
-    r"""Monte-Carlo estimate of :math:`\mathbb E\|\hat g_B - g\|^2` and its standard error.
+    key: jax.Array,
+    grads: jax.Array,
+    batch_sizes: Sequence[int],
+    n_draws: int,
+    *,
+    replace: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Monte-Carlo estimates of :math:`\mathbb E\|\hat g_B - g\|^2`, with standard errors, per batch size.
 
-    Averages :math:`\|\hat g_B - g\|^2` over ``n_draws`` minibatches, with :math:`g` the mean of
-    all rows; the standard error is the sample standard deviation over :math:`\sqrt{n_{draws}}`.
+    For each ``B`` in ``batch_sizes`` it draws ``n_draws`` minibatches of ``B`` rows and
+    averages :math:`\|\hat g_B - g\|^2`, where :math:`g` is the mean of all rows; the standard
+    error is the sample standard deviation over :math:`\sqrt{n_{draws}}`. The squared norms come
+    from the Gram matrix of the centred gradients, :math:`\|\hat g_B-g\|^2 = B^{-2}\sum_{i,j\in B}
+    \langle g_i-g, g_j-g\rangle`, computed once, so a draw costs :math:`B^2` look-ups instead of
+    :math:`BP` for ``P`` parameters. Returns two arrays of shape ``(len(batch_sizes),)``.
     """
-    draws = sample_minibatch_grads(key, grads, batch_size, n_draws, replace=replace)
-    sq = jnp.sum((draws - jnp.asarray(grads).mean(0)) ** 2, axis=1)
-    return sq.mean(), sq.std(ddof=1) / jnp.sqrt(sq.shape[0])
+    grads = jnp.asarray(_checks.finite_array("grads", grads, ndim=2))
+    n = grads.shape[0]
+    sizes = [_checks.batch_size("batch_sizes", b, n) for b in batch_sizes]
+    if not sizes:
+        raise ValueError("batch_sizes is empty")
+    n_draws = _checks.positive_int("n_draws", n_draws)
+    if n_draws < 2:
+        raise ValueError("n_draws must be at least 2 to estimate a standard error")
+    centred = grads - grads.mean(0)
+    gram = centred @ centred.T
+    means, ses = [], []
+    for b, k in zip(sizes, jax.random.split(key, len(sizes))):
+        sq = _gram_draws(k, gram, b, n_draws, bool(replace))
+        means.append(float(sq.mean()))
+        ses.append(float(sq.std(ddof=1) / np.sqrt(n_draws)))
+    return np.asarray(means), np.asarray(ses)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _gram_draws(key, gram, b, n_draws, replace):
+    idx = _draw_indices(key, gram.shape[0], b, n_draws, replace)
+    return jax.vmap(lambda i: gram[i][:, i].sum() / b**2)(idx)

@@ -97,7 +97,8 @@ def _live(draw, controls, chosen, panel_size):
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(panel_size[0] * 1.6, panel_size[1] * 1.6), layout="constrained")
             draw(ax, **{name: s.value for name, s in sliders.items()})
-            plt.show(fig)
+            display(fig)
+            plt.close(fig)
 
     for s in sliders.values():
         s.observe(redraw, names="value")
