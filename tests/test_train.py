@@ -137,3 +137,14 @@ def test_sweep_rejects_bad_arguments(small, kwargs, name):
     args = dict(steps=5, batch_sizes=[4], learning_rates=[0.1]) | kwargs
     with pytest.raises(ValueError, match=name):
         train.sweep(lambda rngs: models.MLP((8, 4), rngs=rngs), lambda lr: optax.sgd(lr), small, **args)
+
+
+def test_fit_trains_the_cnn_on_mnist1d_like_sequences():
+    # ten noisy bumps at class-dependent positions: a task a 1-D CNN learns in a few steps
+    key_x, key_y = jax.random.split(jax.random.key(0))
+    y = jax.random.randint(key_y, (320,), 0, 10)
+    pos = jnp.arange(40)[None, :]
+    x = jnp.exp(-0.5 * ((pos - 2 - 4 * y[:, None]) / 1.5) ** 2) + 0.1 * jax.random.normal(key_x, (320, 40))
+    d = data.Dataset(x[:256], y[:256].astype(jnp.int32), x[256:], y[256:].astype(jnp.int32))
+    res = train.fit(models.CNN1D(channels=8, rngs=nnx.Rngs(0)), optax.adam(3e-3), d, steps=150, batch_size=32)
+    assert res.history["train_loss"][-1] < 0.5 * res.history["train_loss"][0]
