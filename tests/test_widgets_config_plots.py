@@ -36,17 +36,19 @@ def test_static_explorer_draws_one_panel_per_value():
         calls.append((a, b))
         ax.plot([0, 1], [a, b])
 
-    fig = widgets.explorer(draw, {"a": [1, 2, 3, 4, 5, 6, 7, 8], "b": [10, 20]}, static=True, defaults={"b": 10})
+    fig = widgets.explorer(draw, {"a": [1, 2, 3, 4, 5, 6, 7, 8], "b": [10, 20]}, static=True, defaults={"b": 10}).figure
     assert len(fig.axes) == 6 and calls == [(1, 10), (2, 10), (4, 10), (5, 10), (7, 10), (8, 10)]
     plt.close(fig)
-    fig = widgets.explorer(draw, {"a": [1, 2], "b": [10, 20]}, vary="b", static_values=[20], static=True)
+    fig = widgets.explorer(draw, {"a": [1, 2], "b": [10, 20]}, vary="b", static_values=[20], static=True).figure
     assert calls[-1] == (2, 20) and len(fig.axes) == 1
     plt.close(fig)
 
 
 def test_live_explorer_builds_sliders_headless():
     pytest.importorskip("ipywidgets")
-    panel = widgets.explorer(lambda ax, k: ax.plot([0, k]), {"k": [1, 2, 3]}, static=False)
+    shown = widgets.explorer(lambda ax, k: ax.plot([0, k]), {"k": [1, 2, 3]}, static=False)
+    assert shown.figure is None
+    panel = shown.widget
     slider = panel.children[0].children[0]
     slider.value = 3  # redraws without a front end
     assert slider.value == 3

@@ -1,8 +1,9 @@
 """sgdlab: the executable companion package of *Noisy Descent*, a textbook on SGD.
 
-Modules: :mod:`~sgdlab.data`, :mod:`~sgdlab.models`, :mod:`~sgdlab.train`,
-:mod:`~sgdlab.noise`, :mod:`~sgdlab.timing`, :mod:`~sgdlab.plots`, :mod:`~sgdlab.widgets`,
-:mod:`~sgdlab.coursework`, :mod:`~sgdlab.config`.
+Modules: ``config`` (scales), ``data``, ``models``, ``train`` (the compiled engine), ``noise``
+(per-example gradients), ``optim`` (textbook optimizers Optax lacks), ``quadratic``,
+``martingales``, ``averaging``, ``momentum``, ``wilson``, ``scaling`` (toy problems with closed
+forms), ``timing``, ``plots``, ``widgets`` (explorers) and ``coursework``.
 """
 
 from .config import by_scale, scale

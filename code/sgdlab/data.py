@@ -210,7 +210,9 @@ def minibatch_indices(
 
     def step(perm, t):
         epoch, position = t // per_epoch, t % per_epoch
-        perm = jax.lax.cond(position == 0, permutation, lambda _: perm, epoch)
+        # the window's first epoch is drawn once, before the scan, even when it starts on its first step
+        fresh = (position == 0) & (t != step_ids[0])
+        perm = jax.lax.cond(fresh, permutation, lambda _: perm, epoch)
         return perm, jax.lax.dynamic_slice_in_dim(perm, position * batch_size, batch_size)
 
     # one permutation per epoch the window touches, drawn when the window enters that epoch

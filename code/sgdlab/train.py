@@ -155,7 +155,10 @@ def _chunk_fn(graphdef, make_tx, loss, batch_size, replace, length, n_train, vec
             updates, s = tx.update(grads, s, p)
             return (optax.apply_updates(p, updates), s), value
 
-        (params, opt_state), batch_losses = jax.lax.scan(step, (params, opt_state), idx)
+        # On a CPU a step of a small model is a few dozen tiny kernels, and unrolling the scan
+        # amortises its per-iteration overhead (about 15-25 % faster for the MLPs of the book).
+        unroll = min(length, 8) if jax.default_backend() == "cpu" else 1
+        (params, opt_state), batch_losses = jax.lax.scan(step, (params, opt_state), idx, unroll=unroll)
         metrics = _evaluate(graphdef, loss, params, rest, data) if evaluate else {}
         return params, opt_state, batch_losses, metrics
 

@@ -11,11 +11,28 @@ make ``draw`` only plot its result.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
 
 from . import config
+
+
+@dataclass
+class Explorer:
+    """What :func:`explorer` returns: the static ``figure`` or the live ``widget`` (the other is None).
+
+    It displays itself when it is the last expression of a notebook cell, exactly once.
+    """
+
+    figure: Any = None
+    widget: Any = None
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget if self.widget is not None else self.figure)
 
 
 def _check_controls(controls: dict[str, Sequence[Any]], defaults: dict[str, Any] | None) -> dict[str, Any]:
@@ -50,8 +67,8 @@ def explorer(
 
     ``controls`` maps each keyword of ``draw`` to the values its slider steps through.
     ``vary`` (default: the first control) is the knob spread across panels in static mode,
-    at ``static_values`` (default: up to six of its values, evenly spaced). Returns the
-    ``ipywidgets`` widget (live) or the ``matplotlib`` figure (static).
+    at ``static_values`` (default: up to six of its values, evenly spaced). Returns an
+    :class:`Explorer`, which shows the sliders (live) or the figure (static) when it ends a cell.
     """
     if not callable(draw):
         raise ValueError("draw must be a callable draw(ax, **values)")
@@ -70,8 +87,9 @@ def explorer(
         for ax, value in zip(axes[0], values):
             draw(ax, **{**chosen, vary: value})
             ax.set_title(f"{vary} = {value}", fontsize="medium")
-        return fig
-    return _live(draw, controls, chosen, panel_size)
+        plt.close(fig)  # shown once, by Explorer, not again by the inline backend
+        return Explorer(figure=fig)
+    return Explorer(widget=_live(draw, controls, chosen, panel_size))
 
 
 def _spread(values: list[Any], k: int) -> list[Any]:
@@ -104,5 +122,4 @@ def _live(draw, controls, chosen, panel_size):
         s.observe(redraw, names="value")
     panel = widgets.VBox([widgets.HBox(list(sliders.values())), out])
     redraw()
-    display(panel)
     return panel
