@@ -42,6 +42,9 @@ def test_fit_equals_a_plain_sgd_loop(small, replace):
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     assert list(res.history.step) == [0, 10, 20, 30, 37]
+    # the returned optimizer state is the one after the last step: the momentum trace is not zero
+    trace = res.opt_state[0].trace
+    assert any(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(trace))
     assert res.history.batch_loss.shape == (37,)
     assert not res.diverged
 

@@ -81,13 +81,15 @@ class History:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model, its history and whether it diverged."""
+    """What :func:`fit` returns: the trained model, its history, whether it diverged, and the
+    optimizer's final state (e.g. Adam's moment estimates), matching ``result.model``."""
 
     model: nnx.Module
     history: History
     diverged: bool
     diverged_at: int | None
     seconds: float
+    opt_state: Any = field(repr=False, default=None)
 
     @property
     def steps_per_second(self) -> float:
@@ -302,7 +304,8 @@ def fit(
         metrics={k: np.asarray([r[k] for r in records]) for k in records[0]},
         batch_loss=np.concatenate(batch_losses) if batch_losses else np.zeros(0),
     )
-    return FitResult(nnx.merge(graphdef, params, rest), history, diverged_at is not None, diverged_at, seconds)
+    return FitResult(nnx.merge(graphdef, params, rest), history, diverged_at is not None, diverged_at, seconds,
+                     opt_state=opt_state)
 
 
 class _constant:
