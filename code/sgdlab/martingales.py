@@ -1,0 +1,407 @@
+r"""Martingales, the descent inequality of SGD, and preconditioned (natural-gradient) SGD.
+
+Chapter 3 proves SGD convergence with martingale tools. This module holds what its experiments
+compute:
+
+* simulators of three textbook processes — the series :math:`\sum_k\varepsilon_k/k^p` of random
+  signs (a martingale that converges for :math:`p>1/2` and wanders for :math:`p=0`), the product
+  :math:`\prod_k U_k` of mean-one factors (a non-negative martingale that converges to 0 while
+  its mean stays 1), and the loss of SGD on a quadratic with Robbins–Monro steps (an "almost
+  supermartingale" in the sense of Robbins & Siegmund 1971);
+* :func:`descent_estimate`: at a fixed :math:`w_t`, a Monte-Carlo estimate of
+  :math:`\mathbb E[L(w_{t+1})\mid w_t]` over minibatches, beside the bound
+  :math:`L(w_t) - \eta\,\nabla L^\top P\nabla L + \eta^2 C` of the descent lemma;
+* :func:`clipped_fixed_point`: where SGD with clipped (hence biased) per-example gradients
+  really converges in McAllester's one-dimensional example;
+* :func:`fisher_matrix` and :func:`preconditioned_sgd`: natural-gradient descent (Amari 1998)
+  for small models, compiled as one ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.flatten_util import ravel_pytree
+from scipy.optimize import brentq
+
+from . import _checks
+from .train import LOSSES, per_example_loss
+
+__all__ = [
+    "sign_series",
+    "sign_series_variance",
+    "product_martingale",
+    "multiplicative_noise_paths",
+    "quadratic_sgd_paths",
+    "flat_loss",
+    "top_hessian_eigenvalue",
+    "DescentEstimate",
+    "descent_estimate",
+    "clipped_fixed_point",
+    "fisher_matrix",
+    "preconditioned_sgd",
+]
+
+
+# ------------------------------------------------------------------ three martingales
+
+def sign_series(key: jax.Array, n_paths: int, steps: int, p: float) -> np.ndarray:
+    r"""Paths of :math:`X_n = \sum_{k=1}^n \varepsilon_k k^{-p}` with independent random signs :math:`\varepsilon_k=\pm1`.
+
+    Each :math:`X_n` is a martingale with :math:`\operatorname{Var}X_n = \sum_{k\le n}k^{-2p}`.
+    For :math:`p>1/2` it is bounded in :math:`L^2`, so it converges almost surely (Doob); for
+    :math:`p=0` it is the simple random walk, which does not converge. Returns an array of shape
+    ``(n_paths, steps + 1)`` starting at :math:`X_0=0` (a cumulative sum, no loop over steps).
+    """
+    n_paths = _checks.positive_int("n_paths", n_paths)
+    steps = _checks.positive_int("steps", steps)
+    p = _checks.positive_float("p", p, allow_zero=True)
+    signs = jax.random.rademacher(key, (n_paths, steps), dtype=jnp.float32)
+    k = jnp.arange(1, steps + 1, dtype=jnp.float32)
+    x = jnp.cumsum(signs * k**-p, axis=1)
+    return np.asarray(jnp.concatenate([jnp.zeros((n_paths, 1)), x], axis=1))
+
+
+def sign_series_variance(steps: int, p: float) -> np.ndarray:
+    r""":math:`\operatorname{Var}X_n = \sum_{k\le n}k^{-2p}` for ``n = 0..steps`` (closed form of :func:`sign_series`)."""
+    steps = _checks.positive_int("steps", steps)
+    p = _checks.positive_float("p", p, allow_zero=True)
+    return np.concatenate([[0.0], np.cumsum(np.arange(1, steps + 1, dtype=np.float64) ** (-2 * p))])
+
+
+def product_martingale(key: jax.Array, n_paths: int, steps: int, spread: float = 0.5) -> np.ndarray:
+    r"""Paths of :math:`X_n=\prod_{k\le n}U_k`, :math:`U_k = 1\pm` ``spread`` with probability 1/2 each.
+
+    :math:`\mathbb E U_k = 1`, so :math:`X_n` is a non-negative martingale with
+    :math:`\mathbb EX_n = 1` for every :math:`n`. By Doob's theorem it converges almost surely,
+    and since :math:`\mathbb E\log U_k = \tfrac12\log(1-s^2) < 0` the limit is 0: the mean is
+    carried by ever rarer, ever larger paths. Shape ``(n_paths, steps + 1)``.
+    """
+    n_paths = _checks.positive_int("n_paths", n_paths)
+    steps = _checks.positive_int("steps", steps)
+    spread = _checks.fraction("spread", spread)
+    signs = jax.random.rademacher(key, (n_paths, steps), dtype=jnp.float32)
+    logs = jnp.cumsum(jnp.log1p(spread * signs), axis=1)
+    return np.asarray(jnp.exp(jnp.concatenate([jnp.zeros((n_paths, 1)), logs], axis=1)))
+
+
+def multiplicative_noise_paths(key: jax.Array, mu: float, spread: float, x0: float, alpha: float, steps: int,
+                               n_paths: int) -> np.ndarray:
+    r"""Loss paths :math:`X_n=\tfrac\mu2x_n^2` of constant-step SGD whose noise vanishes at the optimum.
+
+    The stochastic gradient is :math:`\hat g = \mu x(1+s\xi)`, :math:`\xi\sim N(0,1)`: unbiased, with
+    noise proportional to the gradient, as when every example is fitted exactly (interpolation).
+    Then :math:`\mathbb E[X_{n+1}\mid x_n] = \rho X_n` with
+    :math:`\rho = (1-\alpha\mu)^2+\alpha^2\mu^2s^2`, so for :math:`\rho\le1` the loss is a
+    non-negative supermartingale and converges almost surely, even with a constant step.
+    Returns shape ``(n_paths, steps + 1)``.
+    """
+    mu = _checks.positive_float("mu", mu)
+    spread = _checks.positive_float("spread", spread, allow_zero=True)
+    x0 = float(_checks.finite_array("x0", x0, ndim=0))
+    alpha = _checks.positive_float("alpha", alpha)
+    steps = _checks.positive_int("steps", steps)
+    n_paths = _checks.positive_int("n_paths", n_paths)
+    xi = jax.random.normal(key, (n_paths, steps))
+    logs = jnp.cumsum(jnp.log(jnp.abs(1 - alpha * mu * (1 + spread * xi))), axis=1)
+    x = jnp.abs(x0) * jnp.exp(jnp.concatenate([jnp.zeros((n_paths, 1)), logs], axis=1))
+    return np.asarray(0.5 * mu * x**2)
+
+
+@functools.partial(jax.jit, static_argnames=("n_paths",))
+def _quadratic_paths(key, mu, sigma, x0, alphas, n_paths):
+    def step(x, inp):
+        k, alpha = inp
+        xi = jax.random.normal(jax.random.fold_in(key, k), (n_paths,))
+        x = x - alpha * (mu * x + sigma * xi)
+        return x, x
+
+    x_init = jnp.full((n_paths,), x0, jnp.float32)
+    _, xs = jax.lax.scan(step, x_init, (jnp.arange(alphas.shape[0]), alphas))
+    return jnp.concatenate([x_init[None], xs], axis=0).T
+
+
+def quadratic_sgd_paths(key: jax.Array, mu: float, sigma: float, x0: float, step_sizes, n_paths: int) -> np.ndarray:
+    r"""Whole paths :math:`x_0,\dots,x_T` of SGD on :math:`\tfrac\mu2x^2` with Gaussian gradient noise.
+
+    The loss :math:`X_n = \tfrac\mu2x_n^2` satisfies, exactly,
+
+    .. math::  \mathbb E[X_{n+1}\mid x_n] = X_n - \underbrace{(1-(1-\alpha_n\mu)^2)X_n}_{B_n}
+               + \underbrace{\tfrac12\mu\alpha_n^2\sigma^2}_{C_n},
+
+    the Robbins–Siegmund form with :math:`A_n = 0`; with :math:`\sum\alpha_n^2<\infty` the
+    :math:`C_n` are summable. One ``lax.scan``; returns shape ``(n_paths, T + 1)``.
+    """
+    mu = _checks.positive_float("mu", mu)
+    sigma = _checks.positive_float("sigma", sigma, allow_zero=True)
+    x0 = float(_checks.finite_array("x0", x0, ndim=0))
+    alphas = _checks.finite_array("step_sizes", step_sizes, ndim=1)
+    if np.any(alphas < 0):
+        raise ValueError("step_sizes must be non-negative")
+    n_paths = _checks.positive_int("n_paths", n_paths)
+    return np.asarray(_quadratic_paths(key, jnp.float32(mu), jnp.float32(sigma), jnp.float32(x0),
+                                       jnp.asarray(alphas, jnp.float32), n_paths))
+
+
+# ------------------------------------------------------------------ the descent inequality
+
+def flat_loss(model: nnx.Module, x, y, *, loss: str = "cross_entropy") -> tuple[Callable, jax.Array, Callable]:
+    r"""The full-batch loss :math:`L(w)=\frac1N\sum_i\ell_i(w)` as a function of a flat parameter vector.
+
+    Returns ``(loss_fn, w, unravel)``: ``loss_fn(w)`` is jitted, ``w`` is the model's current
+    parameters flattened with :func:`jax.flatten_util.ravel_pytree` (the column order of
+    :func:`sgdlab.noise.per_example_grads`), and ``unravel`` maps a flat vector back to the
+    ``nnx.Param`` state.
+    """
+    if not isinstance(model, nnx.Module):
+        raise ValueError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+    _checks.one_of("loss", loss, LOSSES)
+    x = jnp.asarray(_checks.finite_array("x", x))
+    y = jnp.asarray(_checks.finite_array("y", y))
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    w, unravel = ravel_pytree(params)
+
+    @jax.jit
+    def loss_fn(w):
+        out = nnx.merge(graphdef, unravel(w), rest)(x)
+        return per_example_loss(out, y, loss).mean()
+
+    return loss_fn, w, unravel
+
+
+def top_hessian_eigenvalue(loss_fn: Callable, w: jax.Array, *, iters: int = 50, key: jax.Array | None = None) -> float:
+    r"""Largest eigenvalue of :math:`\nabla^2L(w)` by power iteration on Hessian-vector products.
+
+    :math:`Hv` is ``jax.jvp`` of ``jax.grad`` (forward-over-reverse), never forming the Hessian;
+    ``iters`` products run inside one ``lax.fori_loop``. Power iteration finds the eigenvalue of
+    largest magnitude; near a minimum of a trained network that is the top (positive) one.
+    """
+    iters = _checks.positive_int("iters", iters)
+    w = jnp.asarray(w)
+    key = jax.random.key(0) if key is None else key
+    grad = jax.grad(loss_fn)
+
+    def hvp(v):
+        return jax.jvp(grad, (w,), (v,))[1]
+
+    def body(_, v):
+        hv = hvp(v)
+        return hv / jnp.linalg.norm(hv)
+
+    v0 = jax.random.normal(key, w.shape, w.dtype)
+    v = jax.jit(lambda v0: jax.lax.fori_loop(0, iters, body, v0 / jnp.linalg.norm(v0)))(v0)
+    return float(v @ hvp(v))
+
+
+class DescentEstimate(NamedTuple):
+    r"""Result of :func:`descent_estimate`; arrays are indexed like ``step_sizes``.
+
+    ``expected_next``/``se``: Monte-Carlo :math:`\mathbb E[L(w-\eta P\hat g)]` and its standard
+    error; ``bound``: :math:`L - \eta g^\top Pg + \tfrac{\lambda}{2}\eta^2\mathbb E\|P\hat g\|^2`;
+    ``first_order``: :math:`L - \eta g^\top Pg`; ``loss``, ``descent`` (:math:`g^\top Pg`),
+    ``second_moment`` (exact :math:`\mathbb E\|P\hat g\|^2`), ``second_moment_mc`` (its Monte-Carlo
+    estimate) and ``lam`` (:math:`\lambda`, the local top Hessian eigenvalue) are scalars.
+    """
+
+    step_sizes: np.ndarray
+    expected_next: np.ndarray
+    se: np.ndarray
+    bound: np.ndarray
+    first_order: np.ndarray
+    loss: float
+    descent: float
+    second_moment: float
+    second_moment_mc: float
+    lam: float
+
+
+def descent_estimate(
+    key: jax.Array,
+    loss_fn: Callable,
+    w: jax.Array,
+    grads: jax.Array,
+    step_sizes,
+    batch_size: int,
+    n_draws: int,
+    *,
+    preconditioner: jax.Array | None = None,
+    lam: float | None = None,
+    chunk: int = 64,
+) -> DescentEstimate:
+    r"""Check the descent inequality of SGD at a fixed point :math:`w` by Monte Carlo.
+
+    ``grads`` are the per-example gradients at :math:`w` (shape ``(N, P)``, e.g. from
+    :func:`sgdlab.noise.per_example_grads`), so :math:`g=\bar g` is the full gradient. For each of
+    ``n_draws`` minibatches of ``batch_size`` examples (with replacement) and each step size
+    :math:`\eta`, the full loss :math:`L(w-\eta P\hat g)` is evaluated; its average estimates
+    :math:`\mathbb E[L(w_{t+1})\mid w_t=w]`. Beside it, the descent lemma with the local top Hessian
+    eigenvalue :math:`\lambda` as smoothness constant gives
+
+    .. math::  \mathbb E[L(w-\eta P\hat g)] \le L(w) - \eta\,g^\top Pg
+               + \frac{\lambda}{2}\eta^2\Big(\|Pg\|^2 + \frac{\operatorname{tr}(P\Sigma P^\top)}{B}\Big),
+
+    valid where the curvature along the step stays below :math:`\lambda` (Bottou et al. 2018,
+    Lemma 4.4; Huszár's lecture notes for the supermartingale argument). ``preconditioner`` is a
+    ``(P, P)`` matrix (default: the identity). Minibatch means are formed as a sparse weight
+    matrix times ``grads``; the losses are evaluated in chunks of ``chunk`` draws.
+    """
+    grads = jnp.asarray(_checks.finite_array("grads", grads, ndim=2))
+    n, dim = grads.shape
+    batch_size = _checks.batch_size("batch_size", batch_size, n)
+    n_draws = _checks.positive_int("n_draws", n_draws)
+    if n_draws < 2:
+        raise ValueError("n_draws must be at least 2 to estimate a standard error")
+    chunk = _checks.positive_int("chunk", chunk)
+    etas = np.asarray(_checks.finite_array("step_sizes", step_sizes, ndim=1), np.float64)
+    if np.any(etas < 0):
+        raise ValueError("step_sizes must be non-negative")
+    w = jnp.asarray(w)
+    if w.shape != (dim,):
+        raise ValueError(f"w must have shape ({dim},) to match grads, got {w.shape}")
+    if preconditioner is None:
+        precond = jnp.eye(dim, dtype=grads.dtype)
+    else:
+        precond = jnp.asarray(_checks.finite_array("preconditioner", preconditioner, ndim=2), grads.dtype)
+        if precond.shape != (dim, dim):
+            raise ValueError(f"preconditioner must have shape ({dim}, {dim}), got {precond.shape}")
+    lam = top_hessian_eigenvalue(loss_fn, w) if lam is None else _checks.positive_float("lam", lam)
+
+    g = grads.mean(0)
+    pg_all = grads @ precond.T                                   # P g_i for every example
+    pg = pg_all.mean(0)
+    tr_noise = jnp.mean(jnp.sum((pg_all - pg) ** 2, axis=1))     # tr(P Sigma P^T)
+    second = float(pg @ pg + tr_noise / batch_size)
+    descent = float(g @ pg)
+    loss0 = float(loss_fn(w))
+
+    idx = jax.random.randint(key, (n_draws, batch_size), 0, n)
+    weights = jnp.zeros((n_draws, n), grads.dtype).at[jnp.arange(n_draws)[:, None], idx].add(1.0 / batch_size)
+    updates = weights @ pg_all                                   # P g_hat for every draw, (n_draws, P)
+    second_mc = float(jnp.mean(jnp.sum(updates**2, axis=1)))
+
+    @jax.jit
+    def losses_for(u):
+        return jax.vmap(lambda eta: loss_fn(w - eta * u))(jnp.asarray(etas, w.dtype))
+
+    values = np.asarray(jax.lax.map(losses_for, updates, batch_size=chunk), np.float64)  # (n_draws, n_eta)
+    mean = values.mean(0)
+    se = values.std(0, ddof=1) / np.sqrt(n_draws)
+    first_order = loss0 - etas * descent
+    bound = first_order + 0.5 * lam * etas**2 * second
+    return DescentEstimate(etas, mean, se, bound, first_order, loss0, descent, second, second_mc, float(lam))
+
+
+# ------------------------------------------------------------------ a biased gradient
+
+def clipped_fixed_point(y, clip: float) -> float:
+    r"""Where SGD with clipped per-example gradients settles in McAllester's example.
+
+    The per-example gradient of :math:`\tfrac12(\beta-y_i)^2` is :math:`\beta-y_i`; clipped to
+    :math:`[-\tau,\tau]` its mean :math:`h(\beta)=\frac1N\sum_i\operatorname{clip}(\beta-y_i,-\tau,\tau)`
+    is no longer the gradient of the squared loss (it is that of the Huber loss). SGD with
+    Robbins–Monro steps converges to the root of :math:`h`, found here with Brent's method —
+    the Huber location estimate, not the mean :math:`\bar y`.
+    """
+    y = np.asarray(_checks.finite_array("y", y, ndim=1), np.float64)
+    clip = _checks.positive_float("clip", clip)
+    h = lambda b: float(np.mean(np.clip(b - y, -clip, clip)))  # noqa: E731
+    return brentq(h, y.min(), y.max(), xtol=1e-12)
+
+
+# ------------------------------------------------------------------ natural gradient
+
+def fisher_matrix(model_fn: Callable, w: jax.Array, x: jax.Array) -> jax.Array:
+    r"""Fisher information of a softmax classifier at flat parameters ``w`` on inputs ``x``.
+
+    .. math::  F(w) = \frac1n\sum_{i=1}^n J_i^\top\big(\operatorname{diag}p_i - p_ip_i^\top\big)J_i,
+
+    with :math:`p_i` the predicted class probabilities and :math:`J_i` the Jacobian of the logits
+    with respect to :math:`w`: the expected outer product of :math:`\nabla\log p(y\mid x_i)` with
+    :math:`y` drawn from the model (Amari 1998). ``model_fn(w, x)`` returns the logits. Meant for
+    small models: it forms all :math:`n` Jacobians.
+    """
+    w = jnp.asarray(w)
+    x = jnp.asarray(x)
+    logits = model_fn(w, x)                                                   # (n, classes)
+    jac = jax.vmap(lambda xi: jax.jacrev(lambda v: model_fn(v, xi[None])[0])(w))(x)   # (n, classes, P)
+    p = jax.nn.softmax(logits)
+    # diag(p) - p p^T = sum_c p_c (e_c - p)(e_c - p)^T: F = A^T A with rows sqrt(p_ic / n) (J_i^T (e_c - p_i))
+    centred = jac - jnp.einsum("nc,ncp->np", p, jac)[:, None, :]               # rows J_i^T (e_c - p_i)
+    a = (jnp.sqrt(p / x.shape[0])[..., None] * centred).reshape(-1, w.shape[0])
+    return a.T @ a
+
+
+@functools.partial(jax.jit, static_argnames=("model_fn", "steps", "batch_size", "fisher_batch", "natural"))
+def _preconditioned_sgd(key, model_fn, w0, x, y, lr, damping, steps, batch_size, fisher_batch, natural):
+    n = x.shape[0]
+
+    def loss_at(w, xb, yb):
+        return per_example_loss(model_fn(w, xb), yb, "cross_entropy").mean()
+
+    grad = jax.grad(loss_at)
+
+    def step(w, k):
+        k_batch, k_fisher = jax.random.split(jax.random.fold_in(key, k))
+        idx = jax.random.randint(k_batch, (batch_size,), 0, n)
+        g_hat = grad(w, x[idx], y[idx])
+        if natural:
+            # the preconditioner comes from an independent minibatch, so it depends on w only
+            jdx = jax.random.randint(k_fisher, (fisher_batch,), 0, n)
+            fisher = fisher_matrix(model_fn, w, x[jdx])
+            update = jnp.linalg.solve(fisher + damping * jnp.eye(w.shape[0]), g_hat)
+        else:
+            update = g_hat
+        w = w - lr * update
+        return w, loss_at(w, x, y)
+
+    w, losses = jax.lax.scan(step, w0, jnp.arange(steps))
+    return w, jnp.concatenate([loss_at(w0, x, y)[None], losses])
+
+
+def preconditioned_sgd(
+    key: jax.Array,
+    model_fn: Callable,
+    w0: jax.Array,
+    x,
+    y,
+    *,
+    lr: float,
+    steps: int,
+    batch_size: int,
+    natural: bool = True,
+    damping: float = 1e-3,
+    fisher_batch: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Minibatch natural-gradient descent :math:`w\leftarrow w-\eta(F(w)+\lambda I)^{-1}\hat g` (or plain SGD).
+
+    The Fisher matrix (:func:`fisher_matrix`) is estimated on an independent minibatch of
+    ``fisher_batch`` inputs at every step and damped by :math:`\lambda` = ``damping``, so the
+    preconditioner is positive definite and independent of :math:`\hat g` given :math:`w`: the
+    expected step :math:`-\eta\,\mathbb E[P]\nabla L` is a descent direction. ``natural=False`` runs
+    plain SGD with the same minibatches. ``model_fn(w, x)`` gives logits from flat parameters.
+    Optax has no natural-gradient transformation, hence this one ``lax.scan``. Returns the final
+    parameters and the full training loss after every step (``steps + 1`` values).
+    """
+    if not callable(model_fn):
+        raise ValueError("model_fn must be a callable model_fn(w, x) returning logits")
+    x = jnp.asarray(_checks.finite_array("x", x))
+    y = jnp.asarray(_checks.finite_array("y", y))
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    lr = _checks.positive_float("lr", lr)
+    steps = _checks.positive_int("steps", steps)
+    batch_size = _checks.batch_size("batch_size", batch_size, int(x.shape[0]))
+    fisher_batch = _checks.batch_size("fisher_batch", fisher_batch, int(x.shape[0]))
+    damping = _checks.positive_float("damping", damping)
+    w0 = jnp.asarray(_checks.finite_array("w0", w0, ndim=1), jnp.float32)
+    w, losses = _preconditioned_sgd(key, model_fn, w0, x, y, jnp.float32(lr), jnp.float32(damping), steps,
+                                    batch_size, fisher_batch, bool(natural))
+    return np.asarray(w), np.asarray(losses)

@@ -1,0 +1,209 @@
+"""sgdlab.martingales against closed forms, with Monte-Carlo tolerances from standard errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from scipy import stats
+
+from sgdlab import data, models, noise
+from sgdlab import martingales as mg
+from sgdlab import quadratic as q
+
+
+def _var_se(x):
+    """Sample variance of x and its standard error (from the spread of squared deviations)."""
+    d2 = (x - x.mean()) ** 2
+    return d2.mean(), d2.std(ddof=1) / np.sqrt(x.size)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_sign_series_variance(p):
+    paths = mg.sign_series(jax.random.key(0), 20_000, 200, p)
+    exact = mg.sign_series_variance(200, p)
+    for n in (10, 200):
+        var, se = _var_se(paths[:, n].astype(np.float64))
+        assert abs(var - exact[n]) < 4 * se
+        assert abs(paths[:, n].mean()) < 4 * np.sqrt(exact[n] / paths.shape[0])
+    if p == 1.0:
+        assert exact[-1] < np.pi**2 / 6
+
+
+def test_product_martingale_mean_and_collapse():
+    paths = mg.product_martingale(jax.random.key(1), 50_000, 60, spread=0.5)
+    x = paths[:, 8].astype(np.float64)
+    assert abs(x.mean() - 1.0) < 4 * x.std(ddof=1) / np.sqrt(x.size)
+    # P(X_n < eps) from the binomial law of the number of up-moves
+    n, eps = 60, 1e-3
+    k = np.arange(n + 1)
+    small = k * np.log(1.5) + (n - k) * np.log(0.5) < np.log(eps)
+    prob = stats.binom.pmf(k, n, 0.5)[small].sum()
+    frac = np.mean(paths[:, n] < eps)
+    assert abs(frac - prob) < 4 * np.sqrt(prob * (1 - prob) / paths.shape[0])
+
+
+def test_multiplicative_noise_supermartingale_mean():
+    mu, s, alpha, x0 = 1.0, 1.0, 0.5, 1.0
+    paths = mg.multiplicative_noise_paths(jax.random.key(2), mu, s, x0, alpha, 10, 40_000)
+    rho = (1 - alpha * mu) ** 2 + alpha**2 * mu**2 * s**2
+    for n in (1, 5, 10):
+        x = paths[:, n].astype(np.float64)
+        assert abs(x.mean() - 0.5 * mu * x0**2 * rho**n) < 4 * x.std(ddof=1) / np.sqrt(x.size)
+
+
+def test_robbins_siegmund_sum_of_b():
+    # E sum_{n<T} B_n = X_0 - E X_T + sum C_n exactly for SGD on mu x^2/2 (A_n = 0)
+    mu, sigma, x0, T = 1.0, 1.0, 2.0, 300
+    alphas = q.harmonic_steps(0.8, T)
+    paths = mg.quadratic_sgd_paths(jax.random.key(3), mu, sigma, x0, alphas, 20_000).astype(np.float64)
+    X = 0.5 * mu * paths**2
+    b_sum = ((1 - (1 - alphas * mu) ** 2) * X[:, :-1]).sum(axis=1)
+    c_sum = (0.5 * mu * alphas**2 * sigma**2).sum()
+    exact = 0.5 * mu * x0**2 - q.expected_loss(mu, sigma, x0, alphas)[-1] + c_sum
+    assert abs(b_sum.mean() - exact) < 4 * b_sum.std(ddof=1) / np.sqrt(b_sum.size)
+    ex = q.expected_loss(mu, sigma, x0, alphas)
+    assert abs(X[:, -1].mean() - ex[-1]) < 4 * X[:, -1].std(ddof=1) / np.sqrt(X.shape[0])
+
+
+def test_clipped_fixed_point_and_sgd_limit():
+    rng = np.random.default_rng(0)
+    y = rng.exponential(2.0, size=400).astype(np.float32)
+    tau = 1.0
+    root = mg.clipped_fixed_point(y, tau)
+    assert abs(np.mean(np.clip(root - y.astype(np.float64), -tau, tau))) < 1e-9
+    assert root < y.mean() - 0.2          # the Huber point of skewed data lies below the mean
+    # started at the true optimum (the mean), biased SGD walks away to the root of h; the step
+    # 4 / (t + 10) keeps 2 c h'(root) > 1, so the 1/t rate of Chapter 2 applies
+    steps = 4.0 / (np.arange(3000) + 10.0)
+    st = q.mean_estimation_sgd(jax.random.key(4), y, steps, 4, 4000, beta0=float(y.mean()), clip=tau)
+    final = st.final.astype(np.float64)
+    assert abs(final.mean() - root) < 4 * final.std(ddof=1) / np.sqrt(final.size) + 1e-3
+
+
+def test_clipped_one_step_expectation():
+    # E[X'] - X = -alpha (beta - ybar) h + alpha^2 (h^2 + v_c / B) / 2 for the clipped estimator
+    rng = np.random.default_rng(1)
+    y = rng.exponential(2.0, size=300)
+    tau, alpha, b = 1.0, 0.3, 4
+    beta = 0.5 * (mg.clipped_fixed_point(y, tau) + y.mean())
+    c = np.clip(beta - y, -tau, tau)
+    h, v = c.mean(), c.var()
+    x_now = 0.5 * (beta - y.mean()) ** 2
+    formula = x_now - alpha * (beta - y.mean()) * h + 0.5 * alpha**2 * (h**2 + v / b)
+    st = q.mean_estimation_sgd(jax.random.key(5), y.astype(np.float32), [alpha], b, 200_000, beta0=beta, clip=tau)
+    assert abs(st.mean[1] - formula) < 4 * st.se[1] + 1e-6
+    assert formula > x_now               # the biased step increases the loss in expectation
+
+
+@pytest.fixture(scope="module")
+def small_problem():
+    mnist = data.mnist1d(n_train=300, n_test=50)
+    model = models.MLP((40, 16, 10), rngs=nnx.Rngs(0))
+    return mnist, model
+
+
+def test_descent_estimate_against_second_moment_and_taylor(small_problem):
+    mnist, model = small_problem
+    loss_fn, w, _ = mg.flat_loss(model, mnist.x_train, mnist.y_train)
+    G = noise.per_example_grads(model, mnist.x_train, mnist.y_train)
+    est = mg.descent_estimate(jax.random.key(6), loss_fn, w, G, [1e-3, 0.01, 0.1], 8, 2000)
+    g = np.asarray(G.mean(0), np.float64)
+    assert est.descent == pytest.approx(g @ g, rel=1e-4)
+    exact_second = g @ g + float(noise.minibatch_variance(G, 8))
+    assert est.second_moment == pytest.approx(exact_second, rel=1e-4)
+    # Monte-Carlo second moment: its draws have a finite variance, a generous 5 % here
+    assert est.second_moment_mc == pytest.approx(exact_second, rel=0.05)
+    # tiny step: first-order Taylor expansion is exact up to O(eta^2)
+    assert abs(est.expected_next[0] - est.first_order[0]) < 4 * est.se[0] + est.lam * 1e-6 * est.second_moment
+    assert np.all(est.expected_next <= est.bound + 4 * est.se)
+
+
+def test_top_hessian_eigenvalue_on_a_quadratic():
+    a = jnp.diag(jnp.array([3.0, 1.0, 0.5]))
+    lam = mg.top_hessian_eigenvalue(lambda w: 0.5 * w @ a @ w, jnp.ones(3), iters=100)
+    assert lam == pytest.approx(3.0, rel=1e-4)
+
+
+def test_fisher_of_linear_softmax_matches_outer_products(small_problem):
+    mnist, _ = small_problem
+    x = mnist.x_train[:20]
+    w = jax.random.normal(jax.random.key(7), (40 * 3 + 3,)) * 0.1
+
+    def model_fn(w, x):
+        return x @ w[:120].reshape(40, 3) + w[120:]
+
+    fisher = np.asarray(mg.fisher_matrix(model_fn, w, x), np.float64)
+    # expectation over y ~ p(y|x) of grad log p grad log p^T, enumerated over the 3 classes
+    ref = np.zeros_like(fisher)
+    for xi in np.asarray(x):
+        p = np.asarray(jax.nn.softmax(model_fn(w, xi[None])[0]))
+        for k in range(3):
+            gk = np.asarray(jax.grad(lambda v: jax.nn.log_softmax(model_fn(v, xi[None])[0])[k])(w))
+            ref += p[k] * np.outer(gk, gk)
+    ref /= x.shape[0]
+    np.testing.assert_allclose(fisher, ref, rtol=1e-3, atol=1e-6)
+
+
+def test_natural_gradient_descends(small_problem):
+    mnist, _ = small_problem
+    x = mnist.x_train[:, ::4]
+
+    def model_fn(w, x):
+        return x @ w[:100].reshape(10, 10) + w[100:]
+
+    w0 = jnp.zeros(110)
+    _, ngd = mg.preconditioned_sgd(jax.random.key(8), model_fn, w0, x, mnist.y_train, lr=0.1,
+                                   steps=60, batch_size=32, fisher_batch=64, damping=0.1)
+    _, sgd = mg.preconditioned_sgd(jax.random.key(8), model_fn, w0, x, mnist.y_train, lr=0.5,
+                                   steps=60, batch_size=32, natural=False)
+    assert np.all(np.isfinite(ngd)) and np.all(np.isfinite(sgd))
+    assert ngd[-1] < ngd[0] - 0.2 and sgd[-1] < sgd[0] - 0.2
+
+
+def test_preconditioned_step_descends_in_expectation(small_problem):
+    # small step: E[L(w - eta P g_hat)] - L = -eta g^T P g + O(eta^2), P = (F + 0.1 I)^-1
+    mnist, _ = small_problem
+    x, y = mnist.x_train[:, ::4], mnist.y_train
+
+    def model_fn(w, x):
+        return x @ w[:100].reshape(10, 10) + w[100:]
+
+    w = jax.random.normal(jax.random.key(9), (110,)) * 0.05
+    loss_fn = jax.jit(lambda w: jnp.mean(-jax.nn.log_softmax(model_fn(w, x))[jnp.arange(x.shape[0]), y]))
+    G = jax.vmap(jax.grad(lambda w, xi, yi: -jax.nn.log_softmax(model_fn(w, xi[None])[0])[yi]),
+                 in_axes=(None, 0, 0))(w, x, y)
+    P = jnp.linalg.inv(mg.fisher_matrix(model_fn, w, x) + 0.1 * jnp.eye(110))
+    est = mg.descent_estimate(jax.random.key(10), loss_fn, w, G, [1e-3], 16, 500, preconditioner=P)
+    g = np.asarray(G.mean(0), np.float64)
+    assert est.descent == pytest.approx(float(g @ np.asarray(P, np.float64) @ g), rel=1e-3)
+    assert est.descent > 0
+    change = est.expected_next[0] - est.loss
+    assert abs(change - (-1e-3 * est.descent)) < 4 * est.se[0] + 0.5 * est.lam * 1e-6 * est.second_moment
+    assert change < 0
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: mg.sign_series(jax.random.key(0), 0, 10, 1.0), "n_paths"),
+        (lambda: mg.sign_series(jax.random.key(0), 10, 10, -1.0), "p"),
+        (lambda: mg.product_martingale(jax.random.key(0), 10, 10, spread=1.5), "spread"),
+        (lambda: mg.multiplicative_noise_paths(jax.random.key(0), 1.0, 1.0, 1.0, -0.1, 10, 10), "alpha"),
+        (lambda: mg.quadratic_sgd_paths(jax.random.key(0), 1.0, 1.0, 1.0, [-0.1], 10), "step_sizes"),
+        (lambda: mg.clipped_fixed_point([1.0, 2.0], 0.0), "clip"),
+        (lambda: mg.descent_estimate(jax.random.key(0), lambda w: w @ w, jnp.ones(2), jnp.ones((4, 2)),
+                                     [0.1], 8, 10), "batch_size"),
+        (lambda: mg.descent_estimate(jax.random.key(0), lambda w: w @ w, jnp.ones(3), jnp.ones((4, 2)),
+                                     [0.1], 2, 10), "w"),
+        (lambda: mg.descent_estimate(jax.random.key(0), lambda w: w @ w, jnp.ones(2), jnp.ones((4, 2)),
+                                     [0.1], 2, 10, preconditioner=jnp.eye(3)), "preconditioner"),
+        (lambda: mg.preconditioned_sgd(jax.random.key(0), lambda w, x: x, jnp.zeros(2), np.ones((4, 2)),
+                                       np.zeros(4, np.int32), lr=0.0, steps=1, batch_size=2), "lr"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
