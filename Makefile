@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-unit test-book-html sync clean student bench
+.PHONY: venv book test sync clean student bench test-deps test-browser test-colab test-lowest
 
 $(STAMP): requirements.txt code/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,30 @@ student: $(STAMP)
 bench: $(STAMP)
 	$(PY) code/benchmarks/train_throughput.py
 
-## test: unit tests, sync and coursework checks, the full book build, then the built-HTML checks
-test: $(STAMP)
-	$(PY) -m pytest tests -m "not built_book" -q
+## test: unit, sync and coursework tests; the unit tests at the lowest supported versions; every
+## chapter in a Colab-like runtime; the full book build; the built pages in headless Chromium
+test: $(STAMP) test-deps
+	$(PY) -m pytest tests -m "not built_book and not colab_runtime and not lowest_versions" -q
+	$(PY) -m pytest tests -m lowest_versions -q
+	$(PY) -m pytest tests -m colab_runtime -q
 	$(MAKE) book
 	$(PY) -m pytest tests -m built_book -q
+
+## test-deps: Debian chromium and an offline MathJax (tools/node_modules) for the browser test
+test-deps:
+	sh tools/install_test_deps.sh
+
+## test-browser: every page of the built book (_build/html) in headless Chromium; screenshots in _build/screenshots
+test-browser: $(STAMP) test-deps
+	$(PY) -m pytest tests/test_browser.py -q
+
+## test-colab: every chapter's .ipynb in a fresh Colab-like venv (~/.cache/noisy-descent/venv-colab), sgdlab installed by the install cell
+test-colab: $(STAMP)
+	$(PY) -m pytest tests/test_colab_runtime.py -q
+
+## test-lowest: the unit tests at the lower bounds of code/pyproject.toml (~/.cache/noisy-descent/venv-lowest)
+test-lowest: $(STAMP)
+	$(PY) -m pytest tests/test_lowest_versions.py -q
 
 clean:
 	rm -rf _build student

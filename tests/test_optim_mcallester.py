@@ -18,6 +18,12 @@ import pytest
 from sgdlab import data, models, train
 from sgdlab.optim import mcallester
 
+# float64 inside a block: jax.enable_x64 in recent JAX, jax.experimental.enable_x64 before it
+if hasattr(jax, "enable_x64"):
+    enable_x64 = jax.enable_x64
+else:  # older JAX
+    from jax.experimental import enable_x64
+
 
 def run_stream(tx, grads):
     """Feed a stream of gradients (leading axis = step) through ``tx``; return updates and final state."""
@@ -105,7 +111,7 @@ def test_matches_literal_transcription(B, lambda_B, eta_max, min_window):
     tx = mcallester(K, lambda_B, lam_eta, eps, batch_size=B, eta_max=eta_max, min_window=min_window)
     # in float64: where B* < B the weight is 1 and s~ - g~^2 is an exact zero, which float32
     # rounding would turn into a tiny positive number (and sqrt into a visible sigma~)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         updates, state, etas, b_stars = run_stream(tx, jnp.asarray(grads, jnp.float64))
         state = jax.tree.map(np.asarray, state)
     cap = lam_eta * lambda_B / B if eta_max is None else eta_max
@@ -157,7 +163,7 @@ def test_literal_algorithm_collapses_and_min_window_prevents_it():
     # s~ = g~^2 exactly: sigma~ = 0 and B* = 0 for ever (the rate sits at its cap)
     K, B, T = 5, 8, 200
     grads = 3.0 + 0.3 * jax.random.normal(jax.random.key(1), (T, 100))
-    with jax.enable_x64(True):
+    with enable_x64(True):
         _, literal, etas, _ = run_stream(mcallester(K, 16.0, 0.01, batch_size=B, min_window=1),
                                          jnp.asarray(grads, jnp.float64))
         _, windowed, _, _ = run_stream(mcallester(K, 16.0, 0.01, batch_size=B, min_window=10),
