@@ -75,3 +75,12 @@ def one_of(name: str, value: Any, options: tuple[str, ...]) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
     return value
+
+
+def examples(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check inputs ``x`` and targets ``y`` of the same examples: finite, and one row each."""
+    x = finite_array("x", x)
+    y = finite_array("y", y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    return x, y

@@ -162,10 +162,7 @@ def flat_loss(model: nnx.Module, x, y, *, loss: str = "cross_entropy") -> tuple[
     if not isinstance(model, nnx.Module):
         raise ValueError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
     _checks.one_of("loss", loss, LOSSES)
-    x = jnp.asarray(_checks.finite_array("x", x))
-    y = jnp.asarray(_checks.finite_array("y", y))
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    x, y = map(jnp.asarray, _checks.examples(x, y))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     w, unravel = ravel_pytree(params)
 
@@ -392,10 +389,7 @@ def preconditioned_sgd(
     """
     if not callable(model_fn):
         raise ValueError("model_fn must be a callable model_fn(w, x) returning logits")
-    x = jnp.asarray(_checks.finite_array("x", x))
-    y = jnp.asarray(_checks.finite_array("y", y))
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    x, y = map(jnp.asarray, _checks.examples(x, y))
     lr = _checks.positive_float("lr", lr)
     steps = _checks.positive_int("steps", steps)
     batch_size = _checks.batch_size("batch_size", batch_size, int(x.shape[0]))

@@ -37,10 +37,7 @@ def per_example_grads(model: nnx.Module, x: jax.Array, y: jax.Array, *, loss: st
     if not isinstance(model, nnx.Module):
         raise ValueError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
     _checks.one_of("loss", loss, LOSSES)
-    x = jnp.asarray(_checks.finite_array("x", x))
-    y = jnp.asarray(_checks.finite_array("y", y))
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    x, y = map(jnp.asarray, _checks.examples(x, y))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return _per_example_grads(graphdef, params, rest, x, y, loss)
 
