@@ -58,3 +58,10 @@ def test_claim_separated_and_mean_se():
     assert mean[0] == 2.0 and se[0] == pytest.approx(np.sqrt(2) / np.sqrt(2))
     with pytest.raises(ValueError, match="two"):
         book.mean_se([1.0])
+
+
+def test_show_source_highlights_the_real_code():
+    code = book.show_source(book.mean_se)
+    assert "def mean_se" in code.data and "highlight" in code._repr_html_()
+    with pytest.raises(ValueError, match="obj"):
+        book.show_source(3)

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from scipy import stats
 
-from sgdlab import data, models, noise
+from sgdlab import data, losses, models, noise
 from sgdlab import martingales as mg
 from sgdlab import quadratic as q
 
@@ -107,7 +107,7 @@ def small_problem():
 
 def test_descent_estimate_against_second_moment_and_taylor(small_problem):
     mnist, model = small_problem
-    loss_fn, w, _ = mg.flat_loss(model, mnist.x_train, mnist.y_train)
+    loss_fn, w, _ = losses.flat_loss(model, mnist.x_train, mnist.y_train)
     G = noise.per_example_grads(model, mnist.x_train, mnist.y_train)
     est = mg.descent_estimate(jax.random.key(6), loss_fn, w, G, [1e-3, 0.01, 0.1], 8, 2000)
     g = np.asarray(G.mean(0), np.float64)

@@ -108,8 +108,8 @@ def test_adam_trains_like_optax_inside_fit():
 
 def test_traced_learning_rate_in_a_sweep():
     d = data.mnist1d(400, 100)
-    res = train.sweep(lambda rngs: models.MLP((40, 16, 10), rngs=rngs), lambda lr: adam(lr), d,
-                      steps=20, batch_sizes=32, learning_rates=[1e-3, 1e-2], eval_every=20, progress=False)
+    res = train.sweep(lambda rngs: models.MLP((40, 16, 10), rngs=rngs), adam, d,
+                      steps=20, batch_sizes=32, grid={"learning_rate": [1e-3, 1e-2]}, eval_every=20, progress=False)
     assert np.all(np.isfinite(res.history["train_loss"]))
 
 

@@ -152,7 +152,7 @@ def test_trains_a_model_in_fit_and_sweeps_lambda_eta():
     assert not result.diverged and loss[-1] < 0.2 * loss[0]
     sweep = train.sweep(lambda rngs: models.MLP((5, 1), rngs=rngs),
                         lambda lam: mcallester(10, 16.0, lam, batch_size=16), ds, steps=50,
-                        batch_sizes=[16], learning_rates=[0.01, 0.05], loss="mse", progress=False)
+                        batch_sizes=[16], grid={"lam": [0.01, 0.05]}, loss="mse", progress=False)
     assert sweep.history.final("train_loss").shape == (1, 2, 1)
     composed = optax.chain(optax.clip(10.0), mcallester(3, 16.0, 0.1, batch_size=1))
     composed.update(jnp.ones(2), composed.init(jnp.zeros(2)))

@@ -56,15 +56,28 @@ def batch_size(name: str, value: Any, n: int) -> int:
     return b
 
 
+def _traced(value: Any) -> bool:
+    """Whether ``value`` is an abstract value inside ``jit``/``vmap``/``grad``: only its shape can be checked."""
+    import jax
+
+    return isinstance(value, jax.core.Tracer)
+
+
 def finite_array(name: str, value: Any, *, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Return ``value`` as a NumPy array after checking its rank and that it has no NaN or inf."""
-    arr = np.asarray(value)
+    """Return ``value`` as a NumPy array after checking its rank and that it has no NaN or inf.
+
+    Inside a JAX transformation (a traced value) only the rank and size are checked, and the
+    traced value is returned as it is: the function stays usable under ``jit`` and ``vmap``.
+    """
+    arr = value if _traced(value) else np.asarray(value)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:
             raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty")
+    if _traced(arr):
+        return arr
     if np.issubdtype(arr.dtype, np.number) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr

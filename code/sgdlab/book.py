@@ -6,6 +6,8 @@ r"""What a chapter needs to keep the book's promise: numbers glued from the run,
 * :func:`claim` states a verdict of the text ("the slope is -1", "A beats B") as a condition.
   It prints ``checked: ...`` when the condition holds and raises :class:`ClaimError` naming the
   claim when it does not, so a book build in which the text stops being true fails.
+* :func:`show_source` displays the real source of a package function, syntax highlighted, so a
+  chapter that explains an algorithm shows the code that runs (tag the cell ``remove-input``).
 * :func:`claim_close` and :func:`claim_separated` are the two verdicts a Monte-Carlo chapter makes
   most: a measurement agrees with a formula within ``z`` standard errors, and one mean lies
   below another with their intervals apart. :func:`mean_se` gives the mean and its standard
@@ -14,12 +16,13 @@ r"""What a chapter needs to keep the book's promise: numbers glued from the run,
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ClaimError", "glue", "claim", "claim_close", "claim_separated", "mean_se"]
+__all__ = ["ClaimError", "glue", "claim", "claim_close", "claim_separated", "mean_se", "show_source"]
 
 
 class ClaimError(AssertionError):
@@ -128,3 +131,12 @@ def mean_se(values: Any, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
     if n < 2:
         raise ValueError(f"values need at least two entries along axis {axis} for a standard error, got {n}")
     return arr.mean(axis=axis), arr.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def show_source(obj: Any):
+    """The source code of ``obj`` (a function or class of the package) as a syntax-highlighted ``IPython`` object."""
+    from IPython.display import Code
+
+    if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
+        raise ValueError(f"obj must be a function or class, got {type(obj).__name__}")
+    return Code(inspect.getsource(obj), language="python")

@@ -4,6 +4,11 @@
   cached on disk, because the reference generator makes only a few thousand samples a second.
 * :func:`linear_regression` and :func:`teacher_student` — synthetic problems with a known answer.
 * :func:`minibatch_indices` — which examples each SGD step sees, with or without replacement.
+* Batch sources for the training engine: :class:`Minibatches` (rows of a :class:`Dataset`: epochs
+  of permutations, independent draws with replacement, or rows drawn with given probabilities)
+  and :class:`FreshSamples` (a sampler that draws new examples every step). Both make the batch
+  of step :math:`t` a pure function of ``(key, t)``, so a run cut into chunks sees the batches
+  of the uncut run.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -218,3 +224,134 @@ def minibatch_indices(
     # one permutation per epoch the window touches, drawn when the window enters that epoch
     _, batches = jax.lax.scan(step, permutation(step_ids[0] // per_epoch), step_ids)
     return batches
+
+
+# --------------------------------------------------------------------------------------
+# batch sources of the training engine
+# --------------------------------------------------------------------------------------
+
+Sampler = Callable[[jax.Array, int], tuple[jax.Array, jax.Array]]
+
+
+@jax.tree_util.register_pytree_node_class
+class Minibatches:
+    r"""Minibatches of the training rows of a :class:`Dataset`, for :func:`sgdlab.train.fit`.
+
+    ``mode="epochs"`` walks through epochs of random permutations (sampling without replacement,
+    the last ``n % B`` rows of each permutation skipped); ``mode="replace"`` draws every index
+    uniformly and independently; ``weights`` (non-negative, one per row, normalised here) draws
+    every index independently with probability :math:`p_i` (importance sampling; the loss is
+    not reweighted). A pytree: the arrays are inputs of the compiled program, the mode is static.
+    """
+
+    def __init__(self, data: Dataset, *, replace: bool = False, weights: Any = None):
+        self.data = data
+        self.weights = weights
+        self.mode = "weighted" if weights is not None else ("replace" if replace else "epochs")
+
+    @classmethod
+    def checked(cls, data: Dataset, *, replace: bool = False, weights: Any = None) -> "Minibatches":
+        """Validate ``data`` and ``weights`` at the host edge and build the source."""
+        data = _validate_dataset(data)
+        if weights is not None:
+            w = _checks.finite_array("weights", weights, ndim=1).astype(np.float64)
+            if w.shape != (data.n_train,):
+                raise ValueError(f"weights must have one entry per training row ({data.n_train}), got shape {w.shape}")
+            if np.any(w < 0) or not w.sum() > 0:
+                raise ValueError("weights must be non-negative with a positive sum")
+            weights = jnp.asarray(w / w.sum(), jnp.float32)
+        return cls(data, replace=bool(replace), weights=weights)
+
+    def tree_flatten(self):
+        return (self.data, self.weights), self.mode
+
+    @classmethod
+    def tree_unflatten(cls, mode, children):
+        obj = cls.__new__(cls)
+        obj.data, obj.weights = children
+        obj.mode = mode
+        return obj
+
+    @property
+    def eval_data(self) -> Dataset:
+        return self.data
+
+    def check_batch_size(self, name: str, batch_size: Any) -> int:
+        if self.mode == "epochs":
+            return _checks.batch_size(name, batch_size, self.data.n_train)
+        return _checks.positive_int(name, batch_size)
+
+    def plan(self, key: jax.Array, start: jax.Array, length: int, batch_size: int) -> jax.Array:
+        """Row indices of steps ``start .. start + length - 1``, shape ``(length, batch_size)``."""
+        n = self.data.x_train.shape[0]
+        if self.mode != "weighted":
+            return minibatch_indices(key, n, batch_size, length, replace=self.mode == "replace", start=start)
+        cdf = jnp.cumsum(self.weights)
+        steps = jnp.asarray(start) + jnp.arange(length)
+        u = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key, t), (batch_size,)))(steps)
+        return jnp.minimum(jnp.searchsorted(cdf, u * cdf[-1], side="right"), n - 1)
+
+    def batch(self, planned: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        return self.data.x_train[planned], self.data.y_train[planned]
+
+    def draw(self, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        """``batch_size`` rows drawn independently (uniformly, or by ``weights``): for noise measurements."""
+        n = self.data.x_train.shape[0]
+        if self.weights is None:
+            idx = jax.random.randint(key, (batch_size,), 0, n)
+        else:
+            idx = jax.random.choice(key, n, (batch_size,), p=self.weights)
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+
+@jax.tree_util.register_pytree_node_class
+class FreshSamples:
+    """A new sample every step: ``sample(key, batch_size) -> (x, y)`` with the key of the step.
+
+    This is the online setting (the Ideal World of the deep bootstrap): no example is seen
+    twice. ``sample`` must be a pure JAX function of its key, e.g. :func:`mnist1d_sample`.
+    """
+
+    def __init__(self, sample: Sampler):
+        self.sample = sample
+
+    def tree_flatten(self):
+        return (), self.sample
+
+    @classmethod
+    def tree_unflatten(cls, sample, children):
+        return cls(sample)
+
+    eval_data = None
+
+    def check_batch_size(self, name: str, batch_size: Any) -> int:
+        return _checks.positive_int(name, batch_size)
+
+    def plan(self, key: jax.Array, start: jax.Array, length: int, batch_size: int) -> jax.Array:
+        steps = jnp.asarray(start) + jnp.arange(length)
+        return jax.vmap(lambda t: jax.random.fold_in(key, t))(steps)
+
+    def batch(self, planned: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        return self.sample(planned, batch_size)
+
+    def draw(self, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        return self.sample(key, batch_size)
+
+
+BatchSource = Minibatches | FreshSamples
+
+
+def batch_source(data: Any, *, replace: bool = False, weights: Any = None) -> BatchSource:
+    """The batch source for ``data``: a :class:`Dataset` (see :class:`Minibatches`), a sampler
+    ``sample(key, batch_size) -> (x, y)`` (see :class:`FreshSamples`), or a source itself."""
+    if isinstance(data, (Minibatches, FreshSamples)):
+        if replace or weights is not None:
+            raise ValueError("replace and weights belong to the Minibatches source already given as data")
+        return data
+    if isinstance(data, Dataset):
+        return Minibatches.checked(data, replace=replace, weights=weights)
+    if callable(data):
+        if replace or weights is not None:
+            raise ValueError("replace and weights apply to a Dataset, not to a sampler of fresh examples")
+        return FreshSamples(data)
+    raise ValueError(f"data must be an sgdlab.data.Dataset or a sampler sample(key, batch_size), got {type(data).__name__}")

@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 from scipy.optimize import brentq
 
 from . import _checks
-from .train import LOSSES, per_example_loss
+from .losses import LOSSES, per_example_loss
 
 __all__ = [
     "sign_series",
@@ -39,7 +39,6 @@ __all__ = [
     "product_martingale",
     "multiplicative_noise_paths",
     "quadratic_sgd_paths",
-    "flat_loss",
     "top_hessian_eigenvalue",
     "DescentEstimate",
     "descent_estimate",
@@ -150,29 +149,6 @@ def quadratic_sgd_paths(key: jax.Array, mu: float, sigma: float, x0: float, step
 
 
 # ------------------------------------------------------------------ the descent inequality
-
-def flat_loss(model: nnx.Module, x, y, *, loss: str = "cross_entropy") -> tuple[Callable, jax.Array, Callable]:
-    r"""The full-batch loss :math:`L(w)=\frac1N\sum_i\ell_i(w)` as a function of a flat parameter vector.
-
-    Returns ``(loss_fn, w, unravel)``: ``loss_fn(w)`` is jitted, ``w`` is the model's current
-    parameters flattened with :func:`jax.flatten_util.ravel_pytree` (the column order of
-    :func:`sgdlab.noise.per_example_grads`), and ``unravel`` maps a flat vector back to the
-    ``nnx.Param`` state.
-    """
-    if not isinstance(model, nnx.Module):
-        raise ValueError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
-    _checks.one_of("loss", loss, LOSSES)
-    x, y = map(jnp.asarray, _checks.examples(x, y))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    w, unravel = ravel_pytree(params)
-
-    @jax.jit
-    def loss_fn(w):
-        out = nnx.merge(graphdef, unravel(w), rest)(x)
-        return per_example_loss(out, y, loss).mean()
-
-    return loss_fn, w, unravel
-
 
 def top_hessian_eigenvalue(loss_fn: Callable, w: jax.Array, *, iters: int = 50, key: jax.Array | None = None) -> float:
     r"""Largest eigenvalue of :math:`\nabla^2L(w)` by power iteration on Hessian-vector products.

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _checks
+from . import _checks, train
 
 
 def _eigenvalues(lambdas: Any) -> np.ndarray:
@@ -98,8 +98,8 @@ def heavy_ball_trajectory(alpha: float, beta: float, lambdas: Any, w0: Any, step
     r"""Iterates of ``optax.sgd(alpha, momentum=beta)`` on :math:`f(w)=\frac12\sum_i\lambda_i w_i^2` from ``w0``.
 
     ``beta=0`` is plain gradient descent. Returns an array of shape ``(steps + 1, d)`` whose
-    row :math:`t` is :math:`w_t` (row 0 is ``w0``). All steps run in one compiled ``lax.scan``;
-    ``alpha`` and ``beta`` are traced, so sweeping them does not recompile.
+    row :math:`t` is :math:`w_t` (row 0 is ``w0``). All steps run in one compiled ``lax.scan``
+    (:func:`sgdlab.train.optimize`), and new ``alpha`` or ``beta`` values reuse it.
     """
     alpha = _checks.positive_float("alpha", alpha)
     beta = _momentum(beta)
@@ -108,23 +108,18 @@ def heavy_ball_trajectory(alpha: float, beta: float, lambdas: Any, w0: Any, step
     if w0.shape != lam.shape:
         raise ValueError(f"w0 must have shape {lam.shape} like lambdas, got {w0.shape}")
     steps = _checks.positive_int("steps", steps)
-    out = _trajectory(jnp.float32(alpha), jnp.float32(beta), jnp.asarray(lam, jnp.float32),
-                      jnp.asarray(w0, jnp.float32), steps)
-    return np.asarray(out)
+    w0 = jnp.asarray(w0, jnp.float32)
+    _, _, ws = train.optimize(optax.sgd(alpha, momentum=beta), w0, _diagonal_gradient, steps=steps,
+                              args=(jnp.asarray(lam, jnp.float32),))
+    return np.concatenate([np.asarray(w0)[None], np.asarray(ws)])
 
 
-@functools.partial(jax.jit, static_argnums=4)
-def _trajectory(alpha, beta, lam, w0, steps):
-    tx = optax.sgd(alpha, momentum=beta)
+def _diagonal_gradient(w, _t, lam):
+    return lam * w
 
-    def step(carry, _):
-        w, state = carry
-        updates, state = tx.update(lam * w, state, w)
-        w = optax.apply_updates(w, updates)
-        return (w, state), w
 
-    _, ws = jax.lax.scan(step, (w0, tx.init(w0)), None, length=steps)
-    return jnp.concatenate([w0[None], ws])
+def _matrix_gradient(w, _t, h):
+    return h @ w
 
 
 def measured_rate(trajectory: Any, start: int, stop: int) -> float:
@@ -227,7 +222,7 @@ def quadratic_trajectory(optimizer: optax.GradientTransformation, hessian: Any, 
 
     Unlike :func:`heavy_ball_trajectory` the Hessian may be any symmetric positive
     semi-definite matrix, e.g. a rotated valley, which matters for coordinate-wise methods
-    such as Adam. One compiled ``lax.scan`` (recompiled for each new ``optimizer`` object).
+    such as Adam. One compiled ``lax.scan``, reused by every optimizer of the same kind.
     """
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
@@ -238,19 +233,9 @@ def quadratic_trajectory(optimizer: optax.GradientTransformation, hessian: Any, 
     if w0.shape != (h.shape[0],):
         raise ValueError(f"w0 must have shape ({h.shape[0]},), got {w0.shape}")
     steps = _checks.positive_int("steps", steps)
-    return np.asarray(_general_trajectory(optimizer, jnp.asarray(h, jnp.float32), jnp.asarray(w0, jnp.float32), steps))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _general_trajectory(tx, h, w0, steps):
-    def step(carry, _):
-        w, state = carry
-        updates, state = tx.update(h @ w, state, w)
-        w = optax.apply_updates(w, updates)
-        return (w, state), w
-
-    _, ws = jax.lax.scan(step, (w0, tx.init(w0)), None, length=steps)
-    return jnp.concatenate([w0[None], ws])
+    w0 = jnp.asarray(w0, jnp.float32)
+    _, _, ws = train.optimize(optimizer, w0, _matrix_gradient, steps=steps, args=(jnp.asarray(h, jnp.float32),))
+    return np.concatenate([np.asarray(w0)[None], np.asarray(ws)])
 
 
 def rotated_valley(eigenvalues: Any, degrees: float) -> np.ndarray:

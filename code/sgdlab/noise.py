@@ -24,7 +24,7 @@ from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 from . import _checks
-from .train import LOSSES, per_example_loss
+from .losses import LOSSES, per_example_loss
 
 
 def per_example_grads(model: nnx.Module, x: jax.Array, y: jax.Array, *, loss: str = "cross_entropy") -> jax.Array:

@@ -29,14 +29,13 @@ The facts the chapter checks:
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from . import _checks
+from . import train as sgd_train
 from .data import Dataset
 
 BLOCK = 5
@@ -112,32 +111,24 @@ def test_error(w: np.ndarray, data: Dataset) -> float:
     return float(np.mean(np.sign(scores) != np.asarray(data.y_test)))
 
 
+def _loss(w, x, y):
+    r = x @ w - y
+    return 0.5 * jnp.dot(r, r) / x.shape[0]
+
+
+def _gradient(w, _t, x, y):
+    return jax.grad(_loss)(w, x, y)
+
+
 def train(optimizer: optax.GradientTransformation, data: Dataset, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    r"""Full-batch training from :math:`w=0` on :math:`\frac{1}{2n}\|Xw-y\|^2`, in one ``lax.scan``.
+    r"""Full-batch training from :math:`w=0` on :math:`\frac{1}{2n}\|Xw-y\|^2` (:func:`sgdlab.train.optimize`).
 
     Returns the final weights and the training loss after every step (shape ``(steps,)``).
     """
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
     steps = _checks.positive_int("steps", steps)
-    w, losses = _train(optimizer, data.x_train, data.y_train, steps)
+    x, y = data.x_train, data.y_train
+    w, _, losses = sgd_train.optimize(optimizer, jnp.zeros(x.shape[1], x.dtype), _gradient, steps=steps,
+                                      args=(x, y), trace=_loss)
     return np.asarray(w), np.asarray(losses)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _train(tx, x, y, steps):
-    n = x.shape[0]
-
-    def loss(w):
-        r = x @ w - y
-        return 0.5 * jnp.dot(r, r) / n
-
-    def step(carry, _):
-        w, state = carry
-        value, g = jax.value_and_grad(loss)(w)
-        updates, state = tx.update(g, state, w)
-        return (optax.apply_updates(w, updates), state), value
-
-    w0 = jnp.zeros(x.shape[1], x.dtype)
-    (w, _), losses = jax.lax.scan(step, (w0, tx.init(w0)), None, length=steps)
-    return w, losses
