@@ -65,3 +65,14 @@ def test_show_source_highlights_the_real_code():
     assert "def mean_se" in code.data and "highlight" in code._repr_html_()
     with pytest.raises(ValueError, match="obj"):
         book.show_source(3)
+
+
+def test_compile_report_counts_compilations(capsys):
+    import jax
+    import jax.numpy as jnp
+
+    before = book.compile_report()["xla"]
+    jax.jit(lambda x: jnp.sin(x) * 3.0 + 0.123456)(jnp.arange(7.0))  # a program never compiled before
+    after = book.compile_report()
+    assert after["xla"] >= before + 1 and after["engine"] >= 0
+    assert "XLA programs" in capsys.readouterr().out

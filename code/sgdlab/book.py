@@ -8,6 +8,8 @@ r"""What a chapter needs to keep the book's promise: numbers glued from the run,
   claim when it does not, so a book build in which the text stops being true fails.
 * :func:`show_source` displays the real source of a package function, syntax highlighted, so a
   chapter that explains an algorithm shows the code that runs (tag the cell ``remove-input``).
+* :func:`compile_report` says how many programs XLA compiled since the chapter started (the
+  engine's goal is few: one per experiment, not one per run or per learning rate).
 * :func:`claim_close` and :func:`claim_separated` are the two verdicts a Monte-Carlo chapter makes
   most: a measurement agrees with a formula within ``z`` standard errors, and one mean lies
   below another with their intervals apart. :func:`mean_se` gives the mean and its standard
@@ -22,7 +24,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClaimError", "glue", "claim", "claim_close", "claim_separated", "mean_se", "show_source"]
+__all__ = ["ClaimError", "glue", "claim", "claim_close", "claim_separated", "mean_se", "show_source",
+           "compile_report"]
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiled = {"xla": 0}
+
+
+def _count_compilation(event: str, *args: Any, **kwargs: Any) -> None:
+    if event == _COMPILE_EVENT:
+        _compiled["xla"] += 1
+
+
+def _listen() -> None:
+    import jax.monitoring
+
+    jax.monitoring.register_event_duration_secs_listener(_count_compilation)
+
+
+_listen()
 
 
 class ClaimError(AssertionError):
@@ -140,3 +160,18 @@ def show_source(obj: Any):
     if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)):
         raise ValueError(f"obj must be a function or class, got {type(obj).__name__}")
     return Code(inspect.getsource(obj), language="python")
+
+
+def compile_report() -> dict[str, int]:
+    """Print and return how many XLA programs were compiled since ``sgdlab.book`` was imported.
+
+    ``xla`` counts every backend compilation (the training programs, and each small eager
+    operation the first time it meets a new shape); ``engine`` the training, evaluation and
+    optimisation programs that :mod:`sgdlab.train` built.
+    """
+    from . import train
+
+    counts = {"xla": _compiled["xla"], "engine": train.programs_built()}
+    print(f"compiled in this run: {counts['xla']} XLA programs, {counts['engine']} of them programs of the "
+          "training engine (fit, sweep, optimize)")
+    return counts

@@ -33,6 +33,7 @@ import optax
 from flax import nnx
 
 from .losses import PerExampleLoss, cross_entropy, soft_error, zero_one
+from .parallel import shard_batch
 
 __all__ = ["TrainState", "Probe", "split_model", "merge", "extra_arg_names", "train_step", "train_steps", "evaluate",
            "optimize"]
@@ -88,9 +89,14 @@ def train_step(
     tx: optax.GradientTransformation,
     loss_fn: PerExampleLoss = cross_entropy,
     extra_args: frozenset[str] = frozenset({"value", "grad_fn"}),
+    batch_sharding: Any = None,
 ) -> tuple[TrainState, jax.Array]:
-    """One step of minibatch training; returns the new state and the minibatch loss before the step."""
-    x, y = batch
+    """One step of minibatch training; returns the new state and the minibatch loss before the step.
+
+    With ``batch_sharding`` (:func:`sgdlab.parallel.batch_sharding`) the minibatch is split over the
+    devices of a mesh and XLA averages the gradient across them: synchronous data parallelism.
+    """
+    x, y = shard_batch(batch, batch_sharding)
 
     def batch_loss(params, model_state):
         model = merge(graphdef, params, model_state)

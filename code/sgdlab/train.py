@@ -41,7 +41,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import _checks, config, engine, hyperparams, losses
+from . import _checks, config, engine, hyperparams, losses, parallel
 from .data import BatchSource, Dataset, FreshSamples, _validate_dataset, batch_source
 
 LOSSES = losses.LOSSES
@@ -224,6 +224,7 @@ class _Spec:
     metrics: tuple[tuple[str, Metric], ...]
     eval_params: Callable | None
     batch_size: int
+    batch_sharding: Any
     make_tx: Callable[[Any], optax.GradientTransformation] = field(compare=False, hash=False, repr=False)
 
 
@@ -249,7 +250,8 @@ def _chunk_program(spec: _Spec, length: int, vectorized: bool, evaluate: bool = 
 
     def one_run(state, data_key, probe_key, hparams, source, eval_data):
         step_fn = functools.partial(engine.train_step, graphdef=spec.graphdef, tx=spec.make_tx(hparams),
-                                    loss_fn=spec.loss_fn, extra_args=spec.extra_args)
+                                    loss_fn=spec.loss_fn, extra_args=spec.extra_args,
+                                    batch_sharding=spec.batch_sharding)
         state, batch_losses = engine.train_steps(state, data_key, source=source, batch_size=spec.batch_size,
                                                  length=length, step_fn=step_fn, unroll=unroll)
         metrics = _evaluate(spec, state, probe_key, source, eval_data) if evaluate else {}
@@ -398,6 +400,7 @@ def fit(
     metrics: dict[str, Metric] | None = None,
     eval_params: Callable[[Any, Any], Any] | None = None,
     eval_data: Dataset | None = None,
+    devices: int | Sequence[Any] | None = None,
     progress: bool | None = None,
 ) -> FitResult:
     r"""Train ``model`` with ``optimizer`` for ``steps`` steps of minibatch SGD.
@@ -415,7 +418,10 @@ def fit(
     accuracy and soft error for integer labels, and every ``metrics[name](probe)`` (see
     :class:`sgdlab.engine.Probe`), at the point ``eval_params(params, opt_state)`` (default:
     the iterate). ``seed`` fixes the data order and the metrics' keys (see the module
-    docstring); the model's initialisation is fixed by its own ``rngs``. ``model`` is left
+    docstring); the model's initialisation is fixed by its own ``rngs``. With ``devices`` (a
+    count or a list of devices) every minibatch is split across them along the ``data`` axis of
+    a mesh and the parameters are replicated (:mod:`sgdlab.parallel`): the same run, computed by
+    several devices. ``model`` is left
     untouched; the trained copy is ``result.model``. If the minibatch loss becomes NaN or
     infinite, training stops, one :class:`DivergenceWarning` is issued, ``result.diverged`` is
     ``True`` and ``result.model`` holds the weights of the last evaluation.
@@ -436,9 +442,16 @@ def fit(
     if not _all_finite(params):
         raise ValueError("the model's parameters contain NaN or infinite values")
     tx_key, make_tx, hparams = _optimizer_program(optimizer, params)
-    spec = _Spec(graphdef, _eval_graphdef(model), tx_key, engine.extra_arg_names(optimizer), loss_fn,
-                 _metrics(metrics), eval_params, batch_size, make_tx=make_tx)
+    sharding = None
     state = engine.TrainState(params, model_state, optimizer.init(params), jnp.zeros((), jnp.int32))
+    if devices is not None:
+        mesh = parallel.data_mesh(devices)
+        if batch_size % mesh.size:
+            raise ValueError(f"batch_size={batch_size} must be a multiple of the number of devices ({mesh.size})")
+        sharding = parallel.batch_sharding(mesh)
+        state, source, eval_data = jax.device_put((state, source, eval_data), parallel.replicated(mesh))
+    spec = _Spec(graphdef, _eval_graphdef(model), tx_key, engine.extra_arg_names(optimizer), loss_fn,
+                 _metrics(metrics), eval_params, batch_size, sharding, make_tx=make_tx)
     data_key, probe_key = seed_keys(seed)
 
     records = [jax.device_get(_eval_program(spec, False)(state, probe_key, source, eval_data))]
@@ -640,7 +653,7 @@ def sweep(
     init_state = _init_program(optimizer_fn)
     spec_base = dict(graphdef=graphdef, eval_graphdef=_eval_graphdef(models[0]), tx_key=("sweep", optimizer_fn),
                      make_tx=make_tx, extra_args=engine.extra_arg_names(example), loss_fn=loss_fn,
-                     metrics=_metrics(metrics), eval_params=eval_params)
+                     metrics=_metrics(metrics), eval_params=eval_params, batch_sharding=None)
 
     n_evals = {b: len(_chunk_lengths(plan[b], every[b])) + 1 for b in sizes}
     max_evals, max_steps = max(n_evals.values()), max(plan.values())
