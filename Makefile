@@ -33,13 +33,10 @@ bench: $(STAMP)
 	$(PY) code/benchmarks/train_throughput.py
 
 ## test: unit, sync and coursework tests; the unit tests at the lowest supported versions; every
-## chapter in a Colab-like runtime; the full book build; the built pages in headless Chromium
+## chapter in a Colab-like runtime; the full book build; the built pages in headless Chromium.
+## Two stages at a time (tools/test_stages.py), logs in _build/test-logs, a time table at the end.
 test: $(STAMP) test-deps
-	$(PY) -m pytest tests -m "not built_book and not colab_runtime and not lowest_versions" -q
-	$(PY) -m pytest tests -m lowest_versions -q
-	$(PY) -m pytest tests -m colab_runtime -q
-	$(MAKE) book
-	$(PY) -m pytest tests -m built_book -q
+	$(PY) tools/test_stages.py
 
 ## test-deps: Debian chromium and an offline MathJax (tools/node_modules) for the browser test
 test-deps:

@@ -232,6 +232,46 @@ async () => {
 }
 """
 
+# Runs after CHECK_PAGE_JS: content wider than the column it sits in. `desktop` also fails code
+# lines that scroll inside their cell; on a phone a code cell may scroll, but the page may not.
+OVERFLOW_JS = r"""
+(desktop) => {
+  const problems = [];
+  const short = (s, n = 90) => (s || "").replace(/\s+/g, " ").trim().slice(0, n);
+  const column = document.querySelector("article.bd-article, main article, article, main") || document.body;
+  const right = column.getBoundingClientRect().right;
+  const slack = 2;
+  for (const el of document.querySelectorAll('mjx-container[display="true"]')) {
+    const inner = el.querySelector("mjx-math") || el;
+    const box = el.getBoundingClientRect(), content = inner.getBoundingClientRect();
+    if (content.width > box.width + slack || content.right > right + slack || el.scrollWidth > el.clientWidth + slack) {
+      const tex = el.closest(".math") ? el.closest(".math").getAttribute("data-tex") || "" : "";
+      problems.push(`display math wider than its column (${Math.round(content.width)} > ${Math.round(box.width)} px): ${short(tex || el.textContent)}`);
+    }
+  }
+  for (const img of document.querySelectorAll("img")) {
+    const box = img.getBoundingClientRect();
+    if (box.width > 0 && box.right > right + slack) {
+      problems.push(`figure wider than its column: ${(img.getAttribute("src") || "").slice(0, 80)}`);
+    }
+  }
+  if (desktop) {
+    for (const pre of document.querySelectorAll(".cell_input pre, div.highlight pre")) {
+      if (pre.scrollWidth > pre.clientWidth + slack) {
+        const longest = pre.textContent.split("\n").reduce((a, b) => (b.length > a.length ? b : a), "");
+        problems.push(`code line wider than its cell (${longest.length} characters): ${short(longest, 70)}`);
+      }
+    }
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth + slack) {
+    problems.push(`the page scrolls sideways (${document.documentElement.scrollWidth} > ${window.innerWidth} px)`);
+  }
+  return problems;
+}
+"""
+
+PHONE = {"width": 390, "height": 844}
+
 VISIBLE_JS = r"""
 (sol) => {
   const parts = Array.from(sol.children).filter((c) => !c.matches(".admonition-title, summary, button"));
@@ -305,6 +345,7 @@ def test_page_in_browser(browser_context, server, name):
         page.goto(server + name, wait_until="load")
         wait_for_mathjax(page)
         problems = page.evaluate(CHECK_PAGE_JS)
+        problems += [f"at 1280 px: {p}" for p in page.evaluate(OVERFLOW_JS, True)]
         problems += check_colab_link(page, name)
         shot = SCREENSHOT_DIR / (name.replace("/", "__").removesuffix(".html") + ".png")
         page.screenshot(path=str(shot), full_page=True)
@@ -313,6 +354,34 @@ def test_page_in_browser(browser_context, server, name):
     finally:
         page.close()
     assert not problems, f"{name} breaks in the browser:\n  " + "\n  ".join(dict.fromkeys(problems))
+
+
+@pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("chapters/")] or ["(no built book)"])
+def test_page_fits_a_phone(browser_context, server, name):
+    """At a phone's width nothing but a code cell may scroll sideways: math and figures fit."""
+    page = browser_context.new_page()
+    page.set_viewport_size(PHONE)
+    try:
+        page.goto(server + name, wait_until="load")
+        wait_for_mathjax(page)
+        problems = page.evaluate(OVERFLOW_JS, False)
+    finally:
+        page.close()
+    assert not problems, f"{name} at {PHONE['width']} px:\n  " + "\n  ".join(dict.fromkeys(problems))
+
+
+@pytest.mark.skipif(not PAGES, reason="no built book")
+def test_search_finds_a_term(browser_context, server):
+    """The built book's search (Sphinx's index) finds the chapter that is about a term."""
+    page = browser_context.new_page()
+    try:
+        page.goto(server + "search.html?q=martingale", wait_until="load")
+        page.wait_for_function("() => document.querySelectorAll('#search-results li, ul.search li').length > 0",
+                               timeout=30_000)
+        hrefs = page.eval_on_selector_all("#search-results li a, ul.search li a", "els => els.map(e => e.href)")
+    finally:
+        page.close()
+    assert any("03-martingales" in h for h in hrefs), f"searching 'martingale' did not find chapter 3: {hrefs[:10]}"
 
 
 FIXTURE = Path(__file__).resolve().parent / "browser_fixture"
@@ -331,7 +400,7 @@ def test_checks_catch_a_broken_page(browser_context):
     try:
         page.goto(f"http://127.0.0.1:{httpd.server_port}/broken.html", wait_until="load")
         wait_for_mathjax(page)
-        problems = "\n".join(page.evaluate(CHECK_PAGE_JS) + check_solutions(page))
+        problems = "\n".join(page.evaluate(CHECK_PAGE_JS) + check_solutions(page) + page.evaluate(OVERFLOW_JS, True))
     finally:
         page.close()
         httpd.shutdown()
@@ -339,7 +408,8 @@ def test_checks_catch_a_broken_page(browser_context):
     for expected in ("undefined macro in \\nosuchmacro", "MathJax error", "untypeset TeX in text: $\\alpha_t$",
                      "image did not load: missing.png", "error output: ValueError: boom",
                      "stderr output with an error", "interactive widget on a static page (model abc)",
-                     "open-solution: solution is shown before it is clicked"):
+                     "open-solution: solution is shown before it is clicked", "display math wider than its column",
+                     "code line wider than its cell", "figure wider than its column"):
         assert expected in problems, f"the check for {expected!r} did not fire; got:\n{problems}"
     assert "shown on purpose" not in problems  # cells tagged raises-exception may show a traceback
     assert "\\E[x]" not in problems  # the book's macros are defined
