@@ -37,7 +37,7 @@ TEST_TOOLS = ["pytest", "pyyaml"]  # what the tests themselves import besides sg
 # the book's own artefacts (chapter pairs, coursework notebooks, the benchmark script) are checked
 # in the main environment; here only the package's unit tests run
 NOT_PACKAGE = os.environ.get("NOISY_LOWEST_IGNORE", "test_chapters.py test_coursework.py test_benchmarks.py").split()
-UNIT_TESTS = os.environ.get("NOISY_LOWEST_MARKERS", "not built_book and not colab_runtime and not lowest_versions")
+UNIT_TESTS = os.environ.get("NOISY_LOWEST_MARKERS", "not built_book and not colab_runtime and not lowest_versions and not nbgrader")
 
 
 def lower_bounds() -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from sgdlab import models, noise
+from sgdlab import data, models, noise
 
 
 def test_per_example_grads_match_one_at_a_time():
@@ -87,3 +87,20 @@ def test_noise_rejects_bad_arguments(call, name):
 def test_per_example_grads_rejects_mismatched_rows():
     with pytest.raises(ValueError, match="rows"):
         noise.per_example_grads(models.MLP((2, 2), rngs=nnx.Rngs(0)), jnp.ones((3, 2)), jnp.zeros(2, jnp.int32))
+
+
+def test_per_example_gradients_inside_a_compiled_program_match_per_example_grads():
+    from flax import nnx
+
+    from sgdlab import losses
+
+    d, _ = data.teacher_student(jax.random.key(3), 32, (6, 8, 3), n_test=8)
+    model = models.MLP((6, 8, 3), rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss_fn(p, x, y):
+        return losses.cross_entropy(nnx.merge(graphdef, p, rest)(x), y).mean()
+
+    inside = jax.jit(lambda p: noise.gradient_noise_trace(noise.per_example_gradients(loss_fn, p, d.x_train, d.y_train)))
+    host = noise.gradient_noise_trace(noise.per_example_grads(model, d.x_train, d.y_train))
+    np.testing.assert_allclose(inside(params), host, rtol=1e-5)

@@ -52,6 +52,19 @@ def _per_example_grads(graphdef, params, rest, x, y, loss):
     return jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
 
 
+def per_example_gradients(loss_fn, params, x: jax.Array, y: jax.Array) -> jax.Array:
+    r"""Per-example gradients of ``loss_fn(params, x, y)`` (a mean loss over a batch), flattened: ``(n, P)``.
+
+    The pure counterpart of :func:`per_example_grads` for use inside a compiled program, e.g. a
+    metric of :func:`sgdlab.train.fit` measuring the gradient noise during training:
+    ``per_example_gradients(probe.loss_fn, probe.params, probe.data.x_train, probe.data.y_train)``.
+    """
+    def one(xi, yi):
+        return ravel_pytree(jax.grad(loss_fn)(params, xi[None], yi[None]))[0]
+
+    return jax.vmap(one)(x, y)
+
+
 def gradient_noise_trace(grads: jax.Array) -> jax.Array:
     r"""Trace of the per-example gradient covariance, :math:`\operatorname{tr}\Sigma = \frac1N\sum_i\|g_i-\bar g\|^2`."""
     grads = jnp.asarray(_checks.finite_array("grads", grads, ndim=2))
