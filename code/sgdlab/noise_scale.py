@@ -15,6 +15,10 @@ examples, the :math:`1/B` becomes :math:`\frac{N-B}{B(N-1)}`, about :math:`1/B-1
 footnote on finite training sets); pass ``n_train`` to use that form. The ratio of two unbiased
 estimates is biased: average numerator and denominator separately, then divide.
 
+:func:`optimal_step` gives their best step :math:`\epsilon_{\rm opt}(B)` and its gain on a quadratic,
+and :func:`minibatch_sq_norm` measures :math:`|G_B|^2` inside a compiled training loop (a metric
+of :func:`sgdlab.train.fit`).
+
 :func:`fit_steps_examples` fits the trade-off :math:`(S/S_{\min}-1)(E/E_{\min}-1) = 1` between
 steps :math:`S` and examples :math:`E = BS` to reach a target, whose ratio
 :math:`B_{\text{crit}} = E_{\min}/S_{\min}` is the critical batch size.
@@ -22,6 +26,7 @@ steps :math:`S` and examples :math:`E = BS` to reach a target, whose ratio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,7 +36,7 @@ import scipy.optimize
 
 from . import _checks
 
-__all__ = ["two_batch_estimates", "b_simple", "b_noise", "fit_steps_examples"]
+__all__ = ["two_batch_estimates", "b_simple", "b_noise", "optimal_step", "minibatch_sq_norm", "fit_steps_examples"]
 
 
 def _inverse_size(b: int, n_train: int | None) -> float:
@@ -90,6 +95,62 @@ def b_noise(hessian: Any, sigma: Any, grad: Any) -> jax.Array:
     if h.shape != s.shape or h.shape != (g.shape[0], g.shape[0]):
         raise ValueError(f"hessian {h.shape}, sigma {s.shape} and grad {g.shape} do not match")
     return jnp.sum(h * s.T) / (g @ h @ g)
+
+
+def optimal_step(grad: Any, hessian: Any, sigma: Any, batch_size: Any) -> tuple[jax.Array, jax.Array]:
+    r"""McCandlish et al.'s best step :math:`\eta_{\rm opt}(B)` (their :math:`\epsilon`) and its expected gain :math:`\Delta L_{\rm opt}(B)`.
+
+    On the quadratic :math:`L(w-\eta\hat g) = L(w) - \eta G^\top\hat g + \frac{\eta^2}2\hat g^\top H\hat g`
+    with :math:`\mathbb E\hat g = G` and :math:`\operatorname{Cov}\hat g = \Sigma/B` (a batch of
+    :math:`B` drawn with replacement), the expected gain
+    :math:`\eta|G|^2 - \frac{\eta^2}2\bigl(G^\top HG + \operatorname{tr}(H\Sigma)/B\bigr)` is
+    largest at
+
+    .. math::  \eta_{\rm opt}(B) = \frac{\eta_{\max}}{1+B_{\rm noise}/B},\qquad
+               \Delta L_{\rm opt}(B) = \frac{\Delta L_{\max}}{1+B_{\rm noise}/B},
+
+    with :math:`\eta_{\max} = |G|^2/G^\top HG` and :math:`\Delta L_{\max} = \frac12|G|^4/G^\top HG`
+    (their Section 2.2). ``batch_size`` may be an array (elementwise); ``inf`` gives the
+    noiseless values. Shapes as in :func:`b_noise`.
+    """
+    h = jnp.asarray(_checks.finite_array("hessian", hessian, ndim=2))
+    s = jnp.asarray(_checks.finite_array("sigma", sigma, ndim=2))
+    g = jnp.asarray(_checks.finite_array("grad", grad, ndim=1))
+    if h.shape != s.shape or h.shape != (g.shape[0], g.shape[0]):
+        raise ValueError(f"hessian {h.shape}, sigma {s.shape} and grad {g.shape} do not match")
+    b = np.asarray(batch_size, dtype=np.float64)
+    if np.isnan(b).any() or np.any(b <= 0):
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    curv = g @ h @ g
+    ratio = b_noise(h, s, g) / jnp.asarray(b, jnp.result_type(float))
+    return (g @ g / curv) / (1 + ratio), 0.5 * (g @ g) ** 2 / curv / (1 + ratio)
+
+
+def minibatch_sq_norm(loss_fn: Callable[[Any, jax.Array, jax.Array], jax.Array], params: Any,
+                      sample: Callable[[jax.Array, int], tuple[jax.Array, jax.Array]], key: jax.Array,
+                      batch_size: int, *, draws: int = 1) -> jax.Array:
+    r"""The mean over ``draws`` independent minibatches of :math:`|G_B|^2 = |\nabla L_B(w)|^2`.
+
+    ``loss_fn(params, x, y)`` is the mean loss of a batch, ``sample(key, batch_size) -> (x, y)``
+    draws a batch (with replacement, for :func:`two_batch_estimates`). This is what a training
+    loop measures for the noise scale: in :func:`sgdlab.train.fit` pass
+    ``metrics={"sq_small": lambda p: minibatch_sq_norm(p.loss_fn, p.params, p.sample, p.key, b)}``,
+    and likewise for the big batch. Its expectation is :math:`|G|^2 + \operatorname{tr}\Sigma/B`.
+    The draws run one after another (``lax.map``), so memory stays at one batch; pure JAX,
+    with ``batch_size`` and ``draws`` Python integers.
+    """
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    draws = _checks.positive_int("draws", draws)
+    return _minibatch_sq_norm(loss_fn, params, sample, key, batch_size, draws)
+
+
+def _minibatch_sq_norm(loss_fn, params, sample, key, batch_size, draws):
+    def one(k):
+        x, y = sample(k, batch_size)
+        grads = jax.grad(loss_fn)(params, x, y)
+        return sum(jnp.vdot(leaf, leaf) for leaf in jax.tree.leaves(grads))
+
+    return jnp.mean(jax.lax.map(one, jax.random.split(key, draws)))
 
 
 def fit_steps_examples(steps: Any, examples: Any) -> tuple[float, float]:
