@@ -46,16 +46,16 @@ def test_product_martingale_mean_and_collapse():
 
 
 def test_multiplicative_noise_supermartingale_mean():
-    mu, s, alpha, x0 = 1.0, 1.0, 0.5, 1.0
-    paths = mg.multiplicative_noise_paths(jax.random.key(2), mu, s, x0, alpha, 10, 40_000)
-    rho = (1 - alpha * mu) ** 2 + alpha**2 * mu**2 * s**2
+    mu, s, eta, x0 = 1.0, 1.0, 0.5, 1.0
+    paths = mg.multiplicative_noise_paths(jax.random.key(2), mu, s, x0, eta, 10, 40_000)
+    rho = (1 - eta * mu) ** 2 + eta**2 * mu**2 * s**2
     for n in (1, 5, 10):
         x = paths[:, n].astype(np.float64)
         assert abs(x.mean() - 0.5 * mu * x0**2 * rho**n) < 4 * x.std(ddof=1) / np.sqrt(x.size)
 
 
 def test_robbins_siegmund_sum_of_b():
-    # E sum_{n<T} B_n = X_0 - E X_T + sum C_n exactly for SGD on mu x^2/2 (A_n = 0)
+    # E sum_{n<T} b_n = X_0 - E X_T + sum c_n exactly for SGD on mu x^2/2 (a_n = 0)
     mu, sigma, x0, T = 1.0, 1.0, 2.0, 300
     alphas = q.harmonic_steps(0.8, T)
     paths = mg.quadratic_sgd_paths(jax.random.key(3), mu, sigma, x0, alphas, 20_000).astype(np.float64)
@@ -121,10 +121,31 @@ def test_descent_estimate_against_second_moment_and_taylor(small_problem):
     assert np.all(est.expected_next <= est.bound + 4 * est.se)
 
 
-def test_top_hessian_eigenvalue_on_a_quadratic():
+def test_quadratic_paths_follow_the_recursion_of_quadratic_simulate():
+    # the same chain as sgdlab.quadratic.simulate: its mean loss agrees with the exact recursion
+    mu, sigma, x0 = 2.0, 0.5, 1.0
+    etas = q.harmonic_steps(0.3, 50)
+    paths = mg.quadratic_sgd_paths(jax.random.key(11), mu, sigma, x0, etas, 20_000).astype(np.float64)
+    assert paths.shape == (20_000, 51) and np.all(paths[:, 0] == x0)
+    f = 0.5 * mu * paths**2
+    exact = q.expected_loss(mu, sigma, x0, etas)
+    se = f.std(axis=0, ddof=1) / np.sqrt(f.shape[0])
+    assert np.all(np.abs(f.mean(0) - exact)[1:] < 4 * se[1:])
+    # without noise every path is the deterministic product of (1 - eta mu)
+    quiet = mg.quadratic_sgd_paths(jax.random.key(0), mu, 0.0, x0, etas, 3)
+    np.testing.assert_allclose(quiet[0], x0 * np.concatenate([[1.0], np.cumprod(1 - etas * mu)]), rtol=1e-5)
+
+
+def test_descent_estimate_takes_the_top_eigenvalue_from_curvature():
+    # L(w) = mean_i (w - x_i)^T A (w - x_i) / 2 has Hessian A: the default lam is its top eigenvalue
     a = jnp.diag(jnp.array([3.0, 1.0, 0.5]))
-    lam = mg.top_hessian_eigenvalue(lambda w: 0.5 * w @ a @ w, jnp.ones(3), iters=100)
-    assert lam == pytest.approx(3.0, rel=1e-4)
+    x = jax.random.normal(jax.random.key(12), (64, 3))
+    loss_fn = jax.jit(lambda w: 0.5 * jnp.mean(jnp.einsum("ni,ij,nj->n", w - x, a, w - x)))
+    G = (jnp.ones(3) - x) @ a
+    est = mg.descent_estimate(jax.random.key(13), loss_fn, jnp.ones(3), G, [0.1], 4, 200)
+    assert est.lam == pytest.approx(3.0, rel=1e-4)
+    # on a quadratic the descent lemma is exact: E L(w - eta g_hat) = L - eta |g|^2 + eta^2 E g_hat^T A g_hat / 2
+    assert est.expected_next[0] <= est.bound[0] + 4 * est.se[0]
 
 
 def test_fisher_of_linear_softmax_matches_outer_products(small_problem):
@@ -163,6 +184,33 @@ def test_natural_gradient_descends(small_problem):
     assert ngd[-1] < ngd[0] - 0.2 and sgd[-1] < sgd[0] - 0.2
 
 
+def test_preconditioned_step_is_the_damped_fisher_solve(small_problem):
+    # one step, by hand: the minibatch and the independent Fisher minibatch come from fold_in(key, 0)
+    mnist, _ = small_problem
+    x, y = jnp.asarray(mnist.x_train[:, ::4]), jnp.asarray(mnist.y_train)
+
+    def model_fn(w, x):
+        return x @ w[:100].reshape(10, 10) + w[100:]
+
+    w0 = jax.random.normal(jax.random.key(14), (110,)) * 0.05
+    key = jax.random.key(15)
+    w1, curve = mg.preconditioned_sgd(key, model_fn, w0, x, y, lr=0.2, steps=1, batch_size=16,
+                                      fisher_batch=32, damping=0.5)
+    k_batch, k_fisher = jax.random.split(jax.random.fold_in(key, 0))
+    idx = jax.random.randint(k_batch, (16,), 0, x.shape[0])
+    jdx = jax.random.randint(k_fisher, (32,), 0, x.shape[0])
+
+    def loss(w, xb, yb):
+        return jnp.mean(-jax.nn.log_softmax(model_fn(w, xb))[jnp.arange(xb.shape[0]), yb])
+
+    g_hat = np.asarray(jax.grad(loss)(w0, x[idx], y[idx]), np.float64)
+    fisher = np.asarray(mg.fisher_matrix(model_fn, w0, x[jdx]), np.float64)
+    want = np.asarray(w0, np.float64) - 0.2 * np.linalg.solve(fisher + 0.5 * np.eye(110), g_hat)
+    np.testing.assert_allclose(w1, want, rtol=1e-4, atol=1e-6)
+    assert curve[0] == pytest.approx(float(loss(w0, x, y)), rel=1e-5)
+    assert curve[1] == pytest.approx(float(loss(jnp.asarray(w1), x, y)), rel=1e-5)
+
+
 def test_preconditioned_step_descends_in_expectation(small_problem):
     # small step: E[L(w - eta P g_hat)] - L = -eta g^T P g + O(eta^2), P = (F + 0.1 I)^-1
     mnist, _ = small_problem
@@ -191,7 +239,7 @@ def test_preconditioned_step_descends_in_expectation(small_problem):
         (lambda: mg.sign_series(jax.random.key(0), 0, 10, 1.0), "n_paths"),
         (lambda: mg.sign_series(jax.random.key(0), 10, 10, -1.0), "p"),
         (lambda: mg.product_martingale(jax.random.key(0), 10, 10, spread=1.5), "spread"),
-        (lambda: mg.multiplicative_noise_paths(jax.random.key(0), 1.0, 1.0, 1.0, -0.1, 10, 10), "alpha"),
+        (lambda: mg.multiplicative_noise_paths(jax.random.key(0), 1.0, 1.0, 1.0, -0.1, 10, 10), "eta"),
         (lambda: mg.quadratic_sgd_paths(jax.random.key(0), 1.0, 1.0, 1.0, [-0.1], 10), "step_sizes"),
         (lambda: mg.clipped_fixed_point([1.0, 2.0], 0.0), "clip"),
         (lambda: mg.descent_estimate(jax.random.key(0), lambda w: w @ w, jnp.ones(2), jnp.ones((4, 2)),
@@ -207,3 +255,33 @@ def test_preconditioned_step_descends_in_expectation(small_problem):
 def test_bad_arguments_name_the_parameter(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_coursework_checks_of_chapter_3():
+    from sgdlab.coursework import ch03
+
+    def rs_terms(x, eta, mu, sigma):
+        f = 0.5 * mu * x**2
+        return (1 - (1 - eta * mu) ** 2) * f, 0.5 * mu * eta**2 * sigma**2
+
+    assert ch03.check_rs_terms(rs_terms)
+    assert not ch03.check_rs_terms(lambda x, eta, mu, sigma: (eta * mu * 0.5 * mu * x**2, 0.0))
+
+    def measure(key, mu, s, eta, n_paths):
+        xi = np.asarray(jax.random.normal(key, (n_paths,)), np.float64)
+        return float(np.mean((1 - eta * mu * (1 + s * xi)) ** 2))
+
+    def formula(key, mu, s, eta, n_paths):
+        return (1 - eta * mu) ** 2 + eta**2 * mu**2 * s**2
+
+    def wrong(key, mu, s, eta, n_paths):          # forgets the noise term: biased by eta^2 mu^2 s^2
+        return (1 - eta * mu) ** 2
+
+    def package(key, mu, s, eta, n_paths):
+        return float(mg.multiplicative_noise_paths(key, mu, s, 1.0, eta, 1, n_paths)[:, 1].mean() / (0.5 * mu))
+
+    assert ch03.check_measure_rho(measure)
+    assert not ch03.check_measure_rho(formula)
+    assert not ch03.check_measure_rho(wrong)
+    refused = ch03.check_measure_rho(package)
+    assert not refused and "package" in repr(refused)

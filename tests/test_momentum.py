@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from sgdlab import momentum
+from sgdlab import momentum, nqm
 from sgdlab.coursework import ch04
 
 
@@ -62,14 +62,14 @@ def test_stationary_variance_solves_the_lyapunov_equation(alpha, beta, lam):
     a = np.array([[beta, lam], [-alpha * beta, 1 - alpha * lam]])
     b = np.array([[1.0], [-alpha]])
     cov = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * b @ b.T)
-    assert momentum.stationary_variance(alpha, beta, lam, 2.0) == pytest.approx(cov[1, 1], rel=1e-9)
+    assert nqm.stationary_variance(alpha, beta, lam, 2.0) == pytest.approx(cov[1, 1], rel=1e-9)
 
 
 def test_stationary_loss_monte_carlo():
     chains = 4000
     for k, (a, b) in enumerate([(0.1, 0.0), (0.01, 0.9), (0.5, 0.5)]):
-        curve = momentum.noisy_quadratic_loss(jax.random.key(k), a, b, [1.0], 1.0, [0.0], steps=1500, n_chains=chains)
-        want = 0.5 * momentum.stationary_variance(a, b, 1.0, 1.0)
+        curve = nqm.noisy_quadratic_loss(jax.random.key(k), a, b, [1.0], 1.0, [0.0], steps=1500, n_chains=chains)
+        want = 0.5 * nqm.stationary_variance(a, b, 1.0, 1.0)
         # the loss of one chain at one step is (want) * chi^2_1: s.e. of the mean over chains
         assert abs(curve[-1] - want) < 5 * want * np.sqrt(2 / chains)
         assert abs(curve[-500:].mean() - want) < 5 * want * np.sqrt(2 / chains)
@@ -91,7 +91,7 @@ def test_validation():
     with pytest.raises(ValueError, match="kappa"):
         momentum.optimal_rates(0.5)
     with pytest.raises(ValueError, match="alpha\\*lam"):
-        momentum.stationary_variance(3.0, 0.0, 1.0, 1.0)
+        nqm.stationary_variance(3.0, 0.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="start"):
         momentum.measured_rate(np.ones((10, 2)), 9, 10)
 
@@ -100,13 +100,53 @@ def test_coursework_check_goh():
     def stub(lam_max, lam_min):
         raise NotImplementedError
 
+    def written_out(lam_max, lam_min):
+        r = np.sqrt(lam_max / lam_min)
+        return (2 / (np.sqrt(lam_max) + np.sqrt(lam_min))) ** 2, ((r - 1) / (r + 1)) ** 2
+
     def swapped(lam_max, lam_min):
-        alpha, beta = momentum.goh_parameters(lam_max, lam_min)
+        alpha, beta = written_out(lam_max, lam_min)
         return beta, alpha
 
-    assert ch04.check_goh_parameters(lambda a, b: momentum.goh_parameters(a, b))
+    def package(lam_max, lam_min):
+        return momentum.goh_parameters(lam_max, lam_min)
+
+    assert ch04.check_goh_parameters(written_out)
     assert not ch04.check_goh_parameters(swapped)
     assert not ch04.check_goh_parameters(stub)
+    refused = ch04.check_goh_parameters(package)
+    assert not refused and "package" in repr(refused)
+
+
+def test_nesterov_trajectory_is_the_recursion_and_its_rate_the_spectral_radius():
+    lam = np.array([3.0, 1.0, 0.2])
+    w0 = np.array([1.0, -2.0, 0.5])
+    alpha, beta, steps = 0.1, 0.8, 50
+    w, z, ref = w0.copy(), np.zeros(3), [w0.copy()]
+    for _ in range(steps):  # z <- beta z + grad, w <- w - alpha (grad + beta z)
+        g = lam * w
+        z = beta * z + g
+        w = w - alpha * (g + beta * z)
+        ref.append(w.copy())
+    got = momentum.heavy_ball_trajectory(alpha, beta, lam, w0, steps, nesterov=True)
+    np.testing.assert_allclose(got, np.array(ref), rtol=1e-4, atol=1e-6)
+    mats = [np.array([[beta, l], [-alpha * beta**2, 1 - alpha * l * (1 + beta)]]) for l in lam]
+    radius = max(np.abs(np.linalg.eigvals(a)).max() for a in mats)
+    assert momentum.nesterov_rate(alpha, beta, lam) == pytest.approx(radius, rel=1e-7)
+
+
+def test_nesterov_parameters_minimise_the_rate_kappa_100():
+    lam = np.geomspace(1.0, 100.0, 401)
+    alpha, beta = momentum.nesterov_parameters(100.0, 1.0)
+    best = momentum.nesterov_rate(alpha, beta, lam)
+    assert best == pytest.approx(1 - 2 / np.sqrt(301), rel=1e-6)
+    # no nearby (alpha, beta) does better: the tuning is a local minimum of the exact rate
+    for da in (0.97, 1.03):
+        for db in (-0.01, 0.01):
+            assert momentum.nesterov_rate(alpha * da, beta + db, lam) > best - 1e-9
+    # and the measured rate of Optax's Nesterov matches within 2 %
+    w = momentum.heavy_ball_trajectory(alpha, beta, np.geomspace(100.0, 1.0, 20), np.ones(20), 400, nesterov=True)
+    assert momentum.measured_rate(w, 150, 350) == pytest.approx(best, rel=0.02)
 
 
 def test_quadratic_trajectory_matches_heavy_ball_and_rotation():
@@ -153,3 +193,22 @@ def test_terminal_velocity_is_eta_prime_g():
     _, sizes = jax.lax.scan(step, tx.init(jnp.zeros(())), None, length=200)
     t = np.arange(1, 201)
     np.testing.assert_allclose(np.asarray(sizes), n * eta * g * (1 - (1 - 1 / n) ** t), rtol=1e-4)
+
+
+def test_coursework_check_nesterov_rate():
+    def measure(lambdas, alpha, beta, start, stop, nesterov=True):
+        lambdas = np.asarray(lambdas, float)
+        path = momentum.heavy_ball_trajectory(alpha, beta, lambdas, np.ones_like(lambdas), stop, nesterov=nesterov)
+        t = np.arange(start, stop)
+        return float(np.exp(np.polyfit(t, np.log(np.linalg.norm(np.asarray(path[t], np.float64), axis=1)), 1)[0]))
+
+    def heavy_ball_instead(lambdas, alpha, beta, start, stop):
+        return measure(lambdas, alpha, beta, start, stop, nesterov=False)
+
+    def theory(lambdas, alpha, beta, start, stop):
+        return momentum.nesterov_rate(alpha, beta, lambdas)
+
+    assert ch04.check_nesterov_rate(measure)
+    assert not ch04.check_nesterov_rate(heavy_ball_instead)
+    refused = ch04.check_nesterov_rate(theory)
+    assert not refused and "package" in repr(refused)

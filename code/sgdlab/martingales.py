@@ -14,7 +14,10 @@ compute:
 * :func:`clipped_fixed_point`: where SGD with clipped (hence biased) per-example gradients
   really converges in McAllester's one-dimensional example;
 * :func:`fisher_matrix` and :func:`preconditioned_sgd`: natural-gradient descent (Amari 1998)
-  for small models, compiled as one ``lax.scan``.
+  for small models, run by the engine's loop for hand-written gradients
+  (:func:`sgdlab.train.optimize`).
+
+The local top Hessian eigenvalue comes from :func:`sgdlab.curvature.top_eigenvalue`.
 """
 
 from __future__ import annotations
@@ -26,12 +29,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from jax.flatten_util import ravel_pytree
+import optax
 from scipy.optimize import brentq
 
-from . import _checks
-from .losses import LOSSES, per_example_loss
+from . import _checks, curvature, train
+from .losses import per_example_loss
 
 __all__ = [
     "sign_series",
@@ -39,7 +41,6 @@ __all__ = [
     "product_martingale",
     "multiplicative_noise_paths",
     "quadratic_sgd_paths",
-    "top_hessian_eigenvalue",
     "DescentEstimate",
     "descent_estimate",
     "clipped_fixed_point",
@@ -90,40 +91,33 @@ def product_martingale(key: jax.Array, n_paths: int, steps: int, spread: float =
     return np.asarray(jnp.exp(jnp.concatenate([jnp.zeros((n_paths, 1)), logs], axis=1)))
 
 
-def multiplicative_noise_paths(key: jax.Array, mu: float, spread: float, x0: float, alpha: float, steps: int,
+def multiplicative_noise_paths(key: jax.Array, mu: float, spread: float, x0: float, eta: float, steps: int,
                                n_paths: int) -> np.ndarray:
     r"""Loss paths :math:`X_n=\tfrac\mu2x_n^2` of constant-step SGD whose noise vanishes at the optimum.
 
     The stochastic gradient is :math:`\hat g = \mu x(1+s\xi)`, :math:`\xi\sim N(0,1)`: unbiased, with
     noise proportional to the gradient, as when every example is fitted exactly (interpolation).
     Then :math:`\mathbb E[X_{n+1}\mid x_n] = \rho X_n` with
-    :math:`\rho = (1-\alpha\mu)^2+\alpha^2\mu^2s^2`, so for :math:`\rho\le1` the loss is a
+    :math:`\rho = (1-\eta\mu)^2+\eta^2\mu^2s^2`, so for :math:`\rho\le1` the loss is a
     non-negative supermartingale and converges almost surely, even with a constant step.
     Returns shape ``(n_paths, steps + 1)``.
     """
     mu = _checks.positive_float("mu", mu)
     spread = _checks.positive_float("spread", spread, allow_zero=True)
     x0 = float(_checks.finite_array("x0", x0, ndim=0))
-    alpha = _checks.positive_float("alpha", alpha)
+    eta = _checks.positive_float("eta", eta)
     steps = _checks.positive_int("steps", steps)
     n_paths = _checks.positive_int("n_paths", n_paths)
     xi = jax.random.normal(key, (n_paths, steps))
-    logs = jnp.cumsum(jnp.log(jnp.abs(1 - alpha * mu * (1 + spread * xi))), axis=1)
+    logs = jnp.cumsum(jnp.log(jnp.abs(1 - eta * mu * (1 + spread * xi))), axis=1)
     x = jnp.abs(x0) * jnp.exp(jnp.concatenate([jnp.zeros((n_paths, 1)), logs], axis=1))
     return np.asarray(0.5 * mu * x**2)
 
 
-@functools.partial(jax.jit, static_argnames=("n_paths",))
-def _quadratic_paths(key, mu, sigma, x0, alphas, n_paths):
-    def step(x, inp):
-        k, alpha = inp
-        xi = jax.random.normal(jax.random.fold_in(key, k), (n_paths,))
-        x = x - alpha * (mu * x + sigma * xi)
-        return x, x
-
-    x_init = jnp.full((n_paths,), x0, jnp.float32)
-    _, xs = jax.lax.scan(step, x_init, (jnp.arange(alphas.shape[0]), alphas))
-    return jnp.concatenate([x_init[None], xs], axis=0).T
+def _noisy_quadratic_step(x, t, key, mu, sigma, etas):
+    r"""The step :math:`\eta_t(\mu x+\sigma\xi_t)` of every path; ``optax.sgd(1.0)`` subtracts it."""
+    xi = jax.random.normal(jax.random.fold_in(key, t), x.shape, x.dtype)
+    return etas[t] * (mu * x + sigma * xi)
 
 
 def quadratic_sgd_paths(key: jax.Array, mu: float, sigma: float, x0: float, step_sizes, n_paths: int) -> np.ndarray:
@@ -131,48 +125,29 @@ def quadratic_sgd_paths(key: jax.Array, mu: float, sigma: float, x0: float, step
 
     The loss :math:`X_n = \tfrac\mu2x_n^2` satisfies, exactly,
 
-    .. math::  \mathbb E[X_{n+1}\mid x_n] = X_n - \underbrace{(1-(1-\alpha_n\mu)^2)X_n}_{B_n}
-               + \underbrace{\tfrac12\mu\alpha_n^2\sigma^2}_{C_n},
+    .. math::  \mathbb E[X_{n+1}\mid x_n] = X_n - \underbrace{(1-(1-\eta_n\mu)^2)X_n}_{b_n}
+               + \underbrace{\tfrac12\mu\eta_n^2\sigma^2}_{c_n},
 
-    the Robbins–Siegmund form with :math:`A_n = 0`; with :math:`\sum\alpha_n^2<\infty` the
-    :math:`C_n` are summable. One ``lax.scan``; returns shape ``(n_paths, T + 1)``.
+    the Robbins–Siegmund form with :math:`a_n = 0`; with :math:`\sum\eta_n^2<\infty` the
+    :math:`c_n` are summable. The chain is that of :func:`sgdlab.quadratic.simulate`, which keeps
+    only the mean over chains; this one returns every path (the chapter sums :math:`b_n` along
+    each). All paths step together through :func:`sgdlab.train.optimize` (one compiled scan);
+    returns shape ``(n_paths, T + 1)``.
     """
     mu = _checks.positive_float("mu", mu)
     sigma = _checks.positive_float("sigma", sigma, allow_zero=True)
     x0 = float(_checks.finite_array("x0", x0, ndim=0))
-    alphas = _checks.finite_array("step_sizes", step_sizes, ndim=1)
-    if np.any(alphas < 0):
+    etas = _checks.finite_array("step_sizes", step_sizes, ndim=1)
+    if np.any(etas < 0):
         raise ValueError("step_sizes must be non-negative")
     n_paths = _checks.positive_int("n_paths", n_paths)
-    return np.asarray(_quadratic_paths(key, jnp.float32(mu), jnp.float32(sigma), jnp.float32(x0),
-                                       jnp.asarray(alphas, jnp.float32), n_paths))
+    x_init = jnp.full((n_paths,), x0, jnp.float32)
+    _, _, xs = train.optimize(optax.sgd(1.0), x_init, _noisy_quadratic_step, steps=int(etas.shape[0]),
+                              args=(key, jnp.float32(mu), jnp.float32(sigma), jnp.asarray(etas, jnp.float32)))
+    return np.asarray(jnp.concatenate([x_init[None], xs], axis=0).T)
 
 
 # ------------------------------------------------------------------ the descent inequality
-
-def top_hessian_eigenvalue(loss_fn: Callable, w: jax.Array, *, iters: int = 50, key: jax.Array | None = None) -> float:
-    r"""Largest eigenvalue of :math:`\nabla^2L(w)` by power iteration on Hessian-vector products.
-
-    :math:`Hv` is ``jax.jvp`` of ``jax.grad`` (forward-over-reverse), never forming the Hessian;
-    ``iters`` products run inside one ``lax.fori_loop``. Power iteration finds the eigenvalue of
-    largest magnitude; near a minimum of a trained network that is the top (positive) one.
-    """
-    iters = _checks.positive_int("iters", iters)
-    w = jnp.asarray(w)
-    key = jax.random.key(0) if key is None else key
-    grad = jax.grad(loss_fn)
-
-    def hvp(v):
-        return jax.jvp(grad, (w,), (v,))[1]
-
-    def body(_, v):
-        hv = hvp(v)
-        return hv / jnp.linalg.norm(hv)
-
-    v0 = jax.random.normal(key, w.shape, w.dtype)
-    v = jax.jit(lambda v0: jax.lax.fori_loop(0, iters, body, v0 / jnp.linalg.norm(v0)))(v0)
-    return float(v @ hvp(v))
-
 
 class DescentEstimate(NamedTuple):
     r"""Result of :func:`descent_estimate`; arrays are indexed like ``step_sizes``.
@@ -216,12 +191,14 @@ def descent_estimate(
     ``n_draws`` minibatches of ``batch_size`` examples (with replacement) and each step size
     :math:`\eta`, the full loss :math:`L(w-\eta P\hat g)` is evaluated; its average estimates
     :math:`\mathbb E[L(w_{t+1})\mid w_t=w]`. Beside it, the descent lemma with the local top Hessian
-    eigenvalue :math:`\lambda` as smoothness constant gives
+    eigenvalue :math:`\lambda` (:func:`sgdlab.curvature.top_eigenvalue`, unless ``lam`` is given)
+    in place of the smoothness constant :math:`\Lambda` gives
 
     .. math::  \mathbb E[L(w-\eta P\hat g)] \le L(w) - \eta\,g^\top Pg
                + \frac{\lambda}{2}\eta^2\Big(\|Pg\|^2 + \frac{\operatorname{tr}(P\Sigma P^\top)}{B}\Big),
 
-    valid where the curvature along the step stays below :math:`\lambda` (Bottou et al. 2018,
+    valid where the curvature along the step stays below :math:`\lambda`; :math:`\lambda` is local, not a
+    global smoothness constant, so the bound is a comparison, not a theorem here (Bottou et al. 2018,
     Lemma 4.4; Huszár's lecture notes for the supermartingale argument). ``preconditioner`` is a
     ``(P, P)`` matrix (default: the identity). Minibatch means are formed as a sparse weight
     matrix times ``grads``; the losses are evaluated in chunks of ``chunk`` draws.
@@ -245,7 +222,10 @@ def descent_estimate(
         precond = jnp.asarray(_checks.finite_array("preconditioner", preconditioner, ndim=2), grads.dtype)
         if precond.shape != (dim, dim):
             raise ValueError(f"preconditioner must have shape ({dim}, {dim}), got {precond.shape}")
-    lam = top_hessian_eigenvalue(loss_fn, w) if lam is None else _checks.positive_float("lam", lam)
+    if lam is None:
+        lam = float(jax.jit(lambda v: curvature.top_eigenvalue(loss_fn, v, jax.random.key(0))[0])(w))
+    else:
+        lam = _checks.positive_float("lam", lam)
 
     g = grads.mean(0)
     pg_all = grads @ precond.T                                   # P g_i for every example
@@ -277,8 +257,8 @@ def descent_estimate(
 def clipped_fixed_point(y, clip: float) -> float:
     r"""Where SGD with clipped per-example gradients settles in McAllester's example.
 
-    The per-example gradient of :math:`\tfrac12(\beta-y_i)^2` is :math:`\beta-y_i`; clipped to
-    :math:`[-\tau,\tau]` its mean :math:`h(\beta)=\frac1N\sum_i\operatorname{clip}(\beta-y_i,-\tau,\tau)`
+    The per-example gradient of :math:`\tfrac12(w-y_i)^2` is :math:`w-y_i`; clipped to
+    :math:`[-\tau,\tau]` its mean :math:`h(w)=\frac1n\sum_i\operatorname{clip}(w-y_i,-\tau,\tau)`
     is no longer the gradient of the squared loss (it is that of the Huber loss). SGD with
     Robbins–Monro steps converges to the root of :math:`h`, found here with Brent's method —
     the Huber location estimate, not the mean :math:`\bar y`.
@@ -312,31 +292,27 @@ def fisher_matrix(model_fn: Callable, w: jax.Array, x: jax.Array) -> jax.Array:
     return a.T @ a
 
 
-@functools.partial(jax.jit, static_argnames=("model_fn", "steps", "batch_size", "fisher_batch", "natural"))
-def _preconditioned_sgd(key, model_fn, w0, x, y, lr, damping, steps, batch_size, fisher_batch, natural):
+def _preconditioned_gradient(w, t, key, x, y, damping, *, model_fn, batch_size, fisher_batch, natural):
+    r""":math:`(F_t+\delta I)^{-1}\hat g_t` (or :math:`\hat g_t`) with both minibatches drawn from ``fold_in(key, t)``."""
+    k_batch, k_fisher = jax.random.split(jax.random.fold_in(key, t))
     n = x.shape[0]
+    idx = jax.random.randint(k_batch, (batch_size,), 0, n)
+    g_hat = jax.grad(_mean_loss)(w, x[idx], y[idx], model_fn=model_fn)
+    if not natural:
+        return g_hat
+    # the Fisher of an independent minibatch: given w_t, the preconditioner and g_hat are independent
+    jdx = jax.random.randint(k_fisher, (fisher_batch,), 0, n)
+    fisher = fisher_matrix(model_fn, w, x[jdx])
+    return jnp.linalg.solve(fisher + damping * jnp.eye(w.shape[0], dtype=w.dtype), g_hat)
 
-    def loss_at(w, xb, yb):
-        return per_example_loss(model_fn(w, xb), yb, "cross_entropy").mean()
 
-    grad = jax.grad(loss_at)
+def _mean_loss(w, x, y, *, model_fn):
+    return per_example_loss(model_fn(w, x), y, "cross_entropy").mean()
 
-    def step(w, k):
-        k_batch, k_fisher = jax.random.split(jax.random.fold_in(key, k))
-        idx = jax.random.randint(k_batch, (batch_size,), 0, n)
-        g_hat = grad(w, x[idx], y[idx])
-        if natural:
-            # the preconditioner comes from an independent minibatch, so it depends on w only
-            jdx = jax.random.randint(k_fisher, (fisher_batch,), 0, n)
-            fisher = fisher_matrix(model_fn, w, x[jdx])
-            update = jnp.linalg.solve(fisher + damping * jnp.eye(w.shape[0]), g_hat)
-        else:
-            update = g_hat
-        w = w - lr * update
-        return w, loss_at(w, x, y)
 
-    w, losses = jax.lax.scan(step, w0, jnp.arange(steps))
-    return w, jnp.concatenate([loss_at(w0, x, y)[None], losses])
+def _full_loss(w, _key, x, y, _damping, *, model_fn):
+    """The traced value after every step: the full training loss (``optimize`` passes ``w, *args``)."""
+    return _mean_loss(w, x, y, model_fn=model_fn)
 
 
 def preconditioned_sgd(
@@ -353,15 +329,20 @@ def preconditioned_sgd(
     damping: float = 1e-3,
     fisher_batch: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Minibatch natural-gradient descent :math:`w\leftarrow w-\eta(F(w)+\lambda I)^{-1}\hat g` (or plain SGD).
+    r"""Minibatch natural-gradient descent :math:`w\leftarrow w-\eta(F_t+\delta I)^{-1}\hat g_t` (or plain SGD).
 
-    The Fisher matrix (:func:`fisher_matrix`) is estimated on an independent minibatch of
-    ``fisher_batch`` inputs at every step and damped by :math:`\lambda` = ``damping``, so the
-    preconditioner is positive definite and independent of :math:`\hat g` given :math:`w`: the
-    expected step :math:`-\eta\,\mathbb E[P]\nabla L` is a descent direction. ``natural=False`` runs
-    plain SGD with the same minibatches. ``model_fn(w, x)`` gives logits from flat parameters.
-    Optax has no natural-gradient transformation, hence this one ``lax.scan``. Returns the final
-    parameters and the full training loss after every step (``steps + 1`` values).
+    At step :math:`t` the minibatch of :math:`\hat g_t` and an independent minibatch of
+    ``fisher_batch`` inputs for the Fisher estimate :math:`F_t` (:func:`fisher_matrix`) are drawn
+    from ``jax.random.fold_in(key, t)``; :math:`\delta` = ``damping``. Given :math:`w_t` the
+    preconditioner and :math:`\hat g_t` are conditionally independent and the preconditioner is
+    positive definite, so the expected step :math:`-\eta\,\mathbb E[P_t\mid w_t]\nabla L(w_t)`
+    is a descent direction (Amari 1998). ``natural=False`` runs plain SGD on the same
+    minibatches. ``model_fn(w, x)`` gives logits from flat parameters.
+
+    Optax has no natural-gradient transformation; the preconditioned direction is the gradient
+    oracle of :func:`sgdlab.train.optimize`, and ``optax.sgd(lr)`` takes the step. Returns the
+    final parameters and the full training loss before the first and after every step
+    (``steps + 1`` values).
     """
     if not callable(model_fn):
         raise ValueError("model_fn must be a callable model_fn(w, x) returning logits")
@@ -372,6 +353,8 @@ def preconditioned_sgd(
     fisher_batch = _checks.batch_size("fisher_batch", fisher_batch, int(x.shape[0]))
     damping = _checks.positive_float("damping", damping)
     w0 = jnp.asarray(_checks.finite_array("w0", w0, ndim=1), jnp.float32)
-    w, losses = _preconditioned_sgd(key, model_fn, w0, x, y, jnp.float32(lr), jnp.float32(damping), steps,
-                                    batch_size, fisher_batch, bool(natural))
-    return np.asarray(w), np.asarray(losses)
+    gradient = functools.partial(_preconditioned_gradient, model_fn=model_fn, batch_size=batch_size,
+                                 fisher_batch=fisher_batch, natural=bool(natural))
+    w, _, losses = train.optimize(optax.sgd(lr), w0, gradient, steps=steps, args=(key, x, y, jnp.float32(damping)),
+                                  trace=functools.partial(_full_loss, model_fn=model_fn))
+    return np.asarray(w), np.concatenate([[float(_mean_loss(w0, x, y, model_fn=model_fn))], np.asarray(losses)])

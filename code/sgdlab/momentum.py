@@ -21,11 +21,19 @@ On :math:`f(w) = \tfrac12\sum_i \lambda_i w_i^2` with :math:`0<\lambda_n\le\dots
 
 :func:`heavy_ball_trajectory` runs Optax's own ``optax.sgd`` on such a quadratic inside one
 ``jax.lax.scan``; :func:`measured_rate` fits the per-step contraction of a trajectory.
+
+* Nesterov momentum, ``optax.sgd(alpha, momentum=beta, nesterov=True)``:
+  :math:`z \leftarrow \beta z + \nabla f(w),\; w \leftarrow w - \alpha(\nabla f(w) + \beta z)`, acts on
+  :math:`(z_i, w_i)` with characteristic polynomial :math:`x^2-(1+\beta)(1-\alpha\lambda_i)x+\beta(1-\alpha\lambda_i)`.
+  Its best tuning on a quadratic (Lessard, Recht & Packard 2016) is
+  :math:`\alpha = 4/(3\lambda_1+\lambda_n)`, :math:`\beta = (\sqrt{3\kappa+1}-2)/(\sqrt{3\kappa+1}+2)`,
+  with rate :math:`1-2/\sqrt{3\kappa+1}`: between gradient descent and the heavy ball.
+
+The stationary spread of heavy ball under gradient noise lives in :mod:`sgdlab.nqm`.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -87,6 +95,35 @@ def heavy_ball_rate(alpha: float, beta: float, lambdas: Any) -> float:
     return float(np.max(np.abs(heavy_ball_roots(alpha, beta, lambdas))))
 
 
+def nesterov_roots(alpha: float, beta: float, lam: Any) -> np.ndarray:
+    r"""Roots of Nesterov's :math:`x^2-(1+\beta)(1-\alpha\lambda)x+\beta(1-\alpha\lambda)` per :math:`\lambda`; shape ``(len(lam), 2)``."""
+    alpha = _checks.positive_float("alpha", alpha)
+    beta = _momentum(beta)
+    q = 1 - alpha * _eigenvalues(np.atleast_1d(lam))
+    b, c = (1 + beta) * q, beta * q
+    disc = np.sqrt((b * b - 4 * c).astype(complex))
+    return np.stack([(b + disc) / 2, (b - disc) / 2], axis=-1)
+
+
+def nesterov_rate(alpha: float, beta: float, lambdas: Any) -> float:
+    """Exact per-step contraction of Nesterov momentum: the largest root modulus over all eigenvalues."""
+    return float(np.max(np.abs(nesterov_roots(alpha, beta, lambdas))))
+
+
+def nesterov_parameters(lam_max: float, lam_min: float) -> tuple[float, float]:
+    r"""Best Nesterov step and momentum on a quadratic with eigenvalues in :math:`[\lambda_n,\lambda_1]`.
+
+    :math:`\alpha = 4/(3\lambda_1+\lambda_n)` and :math:`\beta = (\sqrt{3\kappa+1}-2)/(\sqrt{3\kappa+1}+2)`,
+    which give the rate :math:`1-2/\sqrt{3\kappa+1}` (Lessard, Recht & Packard 2016, Section 2.2).
+    """
+    lam_max = _checks.positive_float("lam_max", lam_max)
+    lam_min = _checks.positive_float("lam_min", lam_min)
+    if lam_min > lam_max:
+        raise ValueError(f"lam_min={lam_min} is larger than lam_max={lam_max}")
+    root = np.sqrt(3 * lam_max / lam_min + 1)
+    return float(4 / (3 * lam_max + lam_min)), float((root - 2) / (root + 2))
+
+
 def _momentum(beta: Any) -> float:
     b = _checks.positive_float("beta", beta, allow_zero=True)
     if not b < 1:
@@ -94,10 +131,11 @@ def _momentum(beta: Any) -> float:
     return b
 
 
-def heavy_ball_trajectory(alpha: float, beta: float, lambdas: Any, w0: Any, steps: int) -> np.ndarray:
-    r"""Iterates of ``optax.sgd(alpha, momentum=beta)`` on :math:`f(w)=\frac12\sum_i\lambda_i w_i^2` from ``w0``.
+def heavy_ball_trajectory(alpha: float, beta: float, lambdas: Any, w0: Any, steps: int, *,
+                          nesterov: bool = False) -> np.ndarray:
+    r"""Iterates of ``optax.sgd(alpha, momentum=beta, nesterov=nesterov)`` on :math:`f(w)=\frac12\sum_i\lambda_i w_i^2`.
 
-    ``beta=0`` is plain gradient descent. Returns an array of shape ``(steps + 1, d)`` whose
+    ``beta=0`` is plain gradient descent; ``nesterov=True`` is Nesterov momentum. Returns an array of shape ``(steps + 1, d)`` whose
     row :math:`t` is :math:`w_t` (row 0 is ``w0``). All steps run in one compiled ``lax.scan``
     (:func:`sgdlab.train.optimize`), and new ``alpha`` or ``beta`` values reuse it.
     """
@@ -109,7 +147,8 @@ def heavy_ball_trajectory(alpha: float, beta: float, lambdas: Any, w0: Any, step
         raise ValueError(f"w0 must have shape {lam.shape} like lambdas, got {w0.shape}")
     steps = _checks.positive_int("steps", steps)
     w0 = jnp.asarray(w0, jnp.float32)
-    _, _, ws = train.optimize(optax.sgd(alpha, momentum=beta), w0, _diagonal_gradient, steps=steps,
+    tx = optax.sgd(alpha, momentum=beta, nesterov=bool(nesterov))
+    _, _, ws = train.optimize(tx, w0, _diagonal_gradient, steps=steps,
                               args=(jnp.asarray(lam, jnp.float32),))
     return np.concatenate([np.asarray(w0)[None], np.asarray(ws)])
 
@@ -149,72 +188,6 @@ def valley_loss(lambdas: Any, trajectory: Any) -> np.ndarray:
     if traj.ndim != 2 or traj.shape[1] != lam.size:
         raise ValueError(f"trajectory must have shape (T, {lam.size}), got {traj.shape}")
     return 0.5 * (traj**2 * lam).sum(axis=1)
-
-
-def stationary_variance(alpha: float, beta: float, lam: float, noise_var: float) -> float:
-    r"""Stationary :math:`\mathbb E w^2` of heavy ball on :math:`\frac12\lambda w^2` with gradient noise of variance :math:`\sigma^2`.
-
-    With noisy gradients :math:`g_t = \lambda w_t + \sigma\xi_t`, :math:`\xi_t` i.i.d. standard
-    normal, and :math:`0<\alpha\lambda<2(1+\beta)` (the stability condition), the iterates settle
-    into a stationary distribution with
-
-    .. math:: \mathbb E w^2 = \frac{\alpha\sigma^2(1+\beta)}{\lambda(1-\beta)\,\bigl(2(1+\beta)-\alpha\lambda\bigr)}
-              \;\xrightarrow{\;\alpha\to0\;}\; \frac{\alpha\sigma^2}{2\lambda(1-\beta)} = \frac{\alpha'\sigma^2}{2\lambda},
-
-    with :math:`\alpha' = \alpha/(1-\beta)`; :math:`\beta=0` is SGD's :math:`\alpha\sigma^2/(\lambda(2-\alpha\lambda))`.
-    (The solution of the discrete Lyapunov equation of the 2x2 recursion; see e.g. Zhang et
-    al., *Which algorithmic choices matter at which batch sizes?*, NeurIPS 2019.)
-    """
-    alpha = _checks.positive_float("alpha", alpha)
-    beta = _momentum(beta)
-    lam = _checks.positive_float("lam", lam)
-    noise_var = _checks.positive_float("noise_var", noise_var, allow_zero=True)
-    if not alpha * lam < 2 * (1 + beta):
-        raise ValueError(f"alpha*lam={alpha * lam:.4g} must be below 2(1+beta)={2 * (1 + beta):.4g} for a stationary state")
-    return float(alpha * noise_var * (1 + beta) / (lam * (1 - beta) * (2 * (1 + beta) - alpha * lam)))
-
-
-def noisy_quadratic_loss(
-    key: jax.Array, alpha: float, beta: float, lambdas: Any, noise_std: float, w0: Any, *, steps: int, n_chains: int
-) -> np.ndarray:
-    r"""Mean loss over ``n_chains`` independent runs of ``optax.sgd(alpha, momentum=beta)`` with noisy gradients.
-
-    The gradient at :math:`w` is :math:`\Lambda w + \sigma\xi` with :math:`\xi\sim N(0, I)`
-    fresh at every step and in every chain. Returns :math:`\frac{1}{K}\sum_k f(w_t^{(k)})`
-    for :math:`t = 0..\text{steps}` (shape ``(steps + 1,)``): all chains and steps in one
-    compiled ``vmap`` of a ``lax.scan``.
-    """
-    alpha = _checks.positive_float("alpha", alpha)
-    beta = _momentum(beta)
-    lam = _eigenvalues(lambdas)
-    noise_std = _checks.positive_float("noise_std", noise_std, allow_zero=True)
-    w0 = _checks.finite_array("w0", w0, ndim=1)
-    if w0.shape != lam.shape:
-        raise ValueError(f"w0 must have shape {lam.shape} like lambdas, got {w0.shape}")
-    steps = _checks.positive_int("steps", steps)
-    n_chains = _checks.positive_int("n_chains", n_chains)
-    out = _noisy_loss(key, jnp.float32(alpha), jnp.float32(beta), jnp.asarray(lam, jnp.float32),
-                      jnp.float32(noise_std), jnp.asarray(w0, jnp.float32), steps, n_chains)
-    return np.asarray(out)
-
-
-@functools.partial(jax.jit, static_argnums=(6, 7))
-def _noisy_loss(key, alpha, beta, lam, noise_std, w0, steps, n_chains):
-    tx = optax.sgd(alpha, momentum=beta)
-
-    def chain(k):
-        def step(carry, kt):
-            w, state = carry
-            g = lam * w + noise_std * jax.random.normal(kt, w.shape)
-            updates, state = tx.update(g, state, w)
-            w = optax.apply_updates(w, updates)
-            return (w, state), 0.5 * jnp.sum(lam * w * w)
-
-        _, losses = jax.lax.scan(step, (w0, tx.init(w0)), jax.random.split(k, steps))
-        return losses
-
-    losses = jax.vmap(chain)(jax.random.split(key, n_chains)).mean(axis=0)
-    return jnp.concatenate([0.5 * jnp.sum(lam * w0 * w0)[None], losses])
 
 
 def quadratic_trajectory(optimizer: optax.GradientTransformation, hessian: Any, w0: Any, steps: int) -> np.ndarray:
