@@ -25,6 +25,7 @@ silently plotted.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -242,6 +243,10 @@ def _evaluate(spec: _Spec, state, key, source, eval_data):
         data=eval_data, source=source, loss_fn=spec.loss_fn, metrics=dict(spec.metrics), eval_params=spec.eval_params)
 
 
+# vmap axes of a sweep's TrainState: one per run, except the step counter that all runs share
+_RUNS = engine.TrainState(params=0, model_state=0, opt_state=0, step=None)
+
+
 @functools.lru_cache(maxsize=128)
 def _chunk_program(spec: _Spec, length: int, vectorized: bool, evaluate: bool = True):
     """The jitted chunk: ``length`` steps, then (with ``evaluate``) the metrics. ``vmap``-ed over runs for a sweep."""
@@ -257,17 +262,22 @@ def _chunk_program(spec: _Spec, length: int, vectorized: bool, evaluate: bool = 
         metrics = _evaluate(spec, state, probe_key, source, eval_data) if evaluate else {}
         return state, batch_losses, metrics
 
-    if vectorized:
-        one_run = jax.vmap(one_run, in_axes=(0, 0, 0, 0, None, None))
+    if vectorized:  # the runs of a sweep share their step counter: unbatched, so epoch changes stay a cond
+        one_run = jax.vmap(one_run, in_axes=(_RUNS, 0, 0, 0, None, None), out_axes=(_RUNS, 0, 0))
     return jax.jit(one_run)
 
 
-@functools.lru_cache(maxsize=128)
 def _eval_program(spec: _Spec, vectorized: bool):
+    """The jitted evaluation; the same program for every batch size (evaluation does not depend on it)."""
+    return _eval_program_for(dataclasses.replace(spec, batch_size=0, batch_sharding=None), vectorized)
+
+
+@functools.lru_cache(maxsize=128)
+def _eval_program_for(spec: _Spec, vectorized: bool):
     _COMPILED["programs"] += 1
     fn = functools.partial(_evaluate, spec)
     if vectorized:
-        fn = jax.vmap(fn, in_axes=(0, 0, None, None))
+        fn = jax.vmap(fn, in_axes=(_RUNS, 0, None, None))
     return jax.jit(fn)
 
 
@@ -280,7 +290,12 @@ def _init_program(optimizer_fn):
 @jax.jit
 def _keep_alive(alive, new, old):
     """Per run, the new state where the run is alive, else the old one (a diverged run stays frozen)."""
-    return jax.tree.map(lambda n, o: jnp.where(alive.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
+    def pick(n, o):
+        return jnp.where(alive.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
+    runs = (new.params, new.model_state, new.opt_state), (old.params, old.model_state, old.opt_state)
+    params, model_state, opt_state = jax.tree.map(pick, *runs)
+    return engine.TrainState(params, model_state, opt_state, new.step)
 
 
 def _chunk_lengths(steps: int, eval_every: int) -> list[int]:
@@ -668,7 +683,7 @@ def sweep(
     total_done = 0
     for b_index, batch_size in enumerate(sizes):
         spec = _Spec(batch_size=batch_size, **spec_base)
-        state = engine.TrainState(params0, model_state0, init_state(params0, hparams), jnp.zeros((n_runs,), jnp.int32))
+        state = engine.TrainState(params0, model_state0, init_state(params0, hparams), jnp.zeros((), jnp.int32))
         first = jax.device_get(_eval_program(spec, True)(state, probe_keys, source, eval_data))
         for name, value in first.items():
             out_metrics.setdefault(name, np.full((len(sizes), n_runs, max_evals), np.nan, dtype=np.float32))
