@@ -82,5 +82,34 @@ def check_function(
     return CheckResult(exercise, True, lines)
 
 
+def _names_used(code: Any) -> set[str]:
+    """Every global, attribute and variable name a code object (and the functions inside it) refers to."""
+    names = set(code.co_names) | set(code.co_varnames) | set(code.co_freevars)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names_used(const)
+    return names
+
+
+def refuse_package_call(exercise: str, student_fn: Any, *functions: Callable[..., Any]) -> CheckResult | None:
+    """A friendly refusal when ``student_fn`` is, or calls, one of the package's ``functions``; else ``None``.
+
+    An exercise asks the student to transcribe a formula; an answer that calls the package
+    function computing that very quantity would pass without doing so. The test is by name:
+    the student's code (nested functions included) must not refer to any of ``functions``.
+    Use it first in a check: ``refused = refuse_package_call(...)``, then
+    ``if refused is not None: return refused`` (a refusal is a failed, hence falsy, result).
+    """
+    code = getattr(student_fn, "__code__", None)
+    for fn in functions:
+        name = getattr(fn, "__name__", str(fn))
+        if student_fn is fn or (code is not None and name in _names_used(code)):
+            where = f"{fn.__module__}.{name}" if hasattr(fn, "__module__") else name
+            return CheckResult(exercise, False, [
+                f"your answer uses `{where}`, the package's own version of this quantity;",
+                "write the formula of the text yourself (that is the exercise), then compare with it."])
+    return None
+
+
 def _short(a: np.ndarray) -> str:
     return np.array2string(a, precision=5, threshold=6, edgeitems=2)
