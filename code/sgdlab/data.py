@@ -2,6 +2,8 @@
 
 * :func:`mnist1d` — MNIST-1D (Greydanus 2020), made by the reference ``mnist1d`` package and
   cached on disk, because the reference generator makes only a few thousand samples a second.
+* :func:`mnist1d_sample` — the same distribution drawn on the device by a jitted JAX function
+  (:mod:`sgdlab.mnist1d_jax`), fast enough for a fresh batch at every step.
 * :func:`linear_regression` and :func:`teacher_student` — synthetic problems with a known answer.
 * :func:`minibatch_indices` — which examples each SGD step sees, with or without replacement.
 * Batch sources for the training engine: :class:`Minibatches` (rows of a :class:`Dataset`: epochs
@@ -26,6 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
+from .mnist1d_jax import mnist1d_sample
+
+__all__ = ["Dataset", "cache_dir", "mnist1d", "mnist1d_sample", "linear_regression", "teacher_student",
+           "minibatch_indices", "Minibatches", "FreshSamples", "BatchSource", "batch_source"]
 
 
 class Dataset(NamedTuple):
