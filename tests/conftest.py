@@ -7,3 +7,4 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "built_book: needs the built HTML book in _build/html (runs after `make book`)")
     config.addinivalue_line("markers", "colab_runtime: executes every chapter in a fresh Colab-like virtual environment")
     config.addinivalue_line("markers", "lowest_versions: runs the unit tests at the lowest dependency versions of code/pyproject.toml")
+    config.addinivalue_line("markers", "nbgrader: runs the real nbgrader on the nbgrader export, in its own cached virtual environment")

@@ -2,8 +2,8 @@
 
 1. A virtual environment holds only what Colab preinstalls for this book
    (``tools/colab-runtime.txt``: jax, flax, optax, numpy, scipy, matplotlib, ipywidgets, tqdm,
-   ipykernel at Colab's versions, with Python 3.12 when it is available) plus ``nbclient`` to
-   execute. It is cached in ``~/.cache/noisy-descent/venv-colab`` and rebuilt only when that file or the Python
+   ipykernel at the versions of Colab's 2026 runtime, with Python 3.13 when it is available)
+   plus ``nbclient`` to execute (``tools/colab_execute.py``). It is cached in ``~/.cache/noisy-descent/venv-colab`` and rebuilt only when that file or the Python
    changes; before each run anything installed since (sgdlab and its own dependencies) is removed.
 2. The repository's working tree (tracked and new files, not ignored ones) is committed to a
    throw-away git repository on branch ``main``, and the chapter's real install cell is run in
@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,15 @@ CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]-*.ipynb"))
 NOTEBOOK_TIMEOUT = int(os.environ.get("NOISY_COLAB_NOTEBOOK_TIMEOUT", "900"))
 
 
+COLAB_PY = "3.13"  # Colab's Python of 2026
+
+
 def colab_python() -> str:
-    """Colab runs Python 3.12: use one when this machine has it, else the current Python."""
+    """Colab runs Python 3.13: use one when this machine has it, else the current Python."""
     if os.environ.get("COLAB_PYTHON"):
         return os.environ["COLAB_PYTHON"]
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
-    candidates += [shutil.which("python3.12")] + sorted(glob.glob("/usr/bin/python3.12"))
+    candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{COLAB_PY}*/bin/python{COLAB_PY}")))
+    candidates += [shutil.which(f"python{COLAB_PY}")] + sorted(glob.glob(f"/usr/bin/python{COLAB_PY}"))
     for python in filter(None, candidates):
         ok = subprocess.run([python, "-c", "import venv, ensurepip"], capture_output=True).returncode == 0
         if ok:
@@ -101,6 +105,7 @@ def colab_env():
     key = hashlib.sha256(RUNTIME.read_bytes() + version.encode()).hexdigest()
     stamp, base = VENV / ".colab-inputs", VENV / ".colab-base.json"
     if not (stamp.exists() and stamp.read_text() == key and base.exists()):
+        start = time.perf_counter()
         shutil.rmtree(VENV, ignore_errors=True)
         run([python, "-m", "venv", str(VENV)])
         uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
@@ -110,6 +115,7 @@ def colab_env():
             pip("install", "-q", "-r", str(RUNTIME))
         base.write_text(json.dumps(installed_versions()))
         stamp.write_text(key)
+        print(f"\nbuilt {VENV} (Python {version.split()[0]}) in {time.perf_counter() - start:.0f} s")
     else:  # drop what an earlier run installed (sgdlab and its extra dependencies)
         extra = sorted(set(installed_versions()) - set(json.loads(base.read_text())))
         if extra:
@@ -237,6 +243,22 @@ def test_every_chapter_has_the_colab_install_cell():
         src = "".join(code[0]["source"]) if code else ""
         assert line in src and 'if "google.colab" in sys.modules:' in src, (
             f"{nb_path.name}: the first code cell must be the Colab install cell with {line!r} (run `make sync`)")
+
+
+def test_lower_bounds_are_below_colab():
+    """sgdlab may not ask for more than Colab ships, or its install would replace Colab's packages."""
+    import tomllib
+
+    from packaging.version import Version
+
+    deps = tomllib.loads((ROOT / "code" / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins, above = runtime_pins(), {}
+    for dep in deps:
+        name, _, bound = dep.partition(">=")
+        colab = pins.get(canon(name.strip()))
+        if colab and Version(bound.split(",")[0].strip()) > Version(colab):
+            above[name.strip()] = f">={bound.strip()} but Colab ships {colab}"
+    assert not above, f"code/pyproject.toml asks for more than Colab's runtime: {above}"
 
 
 def test_install_cell_installs_sgdlab_outside_the_repository(installed):

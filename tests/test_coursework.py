@@ -1,13 +1,16 @@
 """Coursework round trip: every reference answer passes its check, every student stub fails it,
 and the student notebooks carry no solutions and no outputs."""
 
+import re
+import types
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
+import yaml
 
-from sgdlab.coursework import BEGIN, Case, check_function, student
+from sgdlab.coursework import BEGIN, Case, CheckResult, check_function, nbgrader, student
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]-*.md"))
@@ -103,3 +106,124 @@ def test_cli_writes_notebooks(tmp_path):
     assert len(list(tmp_path.glob("*.ipynb"))) == len(CHAPTERS)
     with pytest.raises(SystemExit):
         main(["student", "--chapters", str(tmp_path / "missing"), "--out", str(tmp_path)])
+
+
+# ------------------------------------------------------------------------- the nbgrader export
+# (tests/test_nbgrader.py runs the real nbgrader on it)
+
+NBGRADER_KEYS = {"schema_version", "grade", "locked", "solution", "grade_id", "points"}
+
+
+def synthetic_chapter():
+    return nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('import sys\nif "google.colab" in sys.modules:\n    pass', metadata={"tags": ["remove-cell"]}),
+        nbformat.v4.new_code_cell("import types", metadata={"tags": ["setup"]}),
+        nbformat.v4.new_markdown_cell("Text.\n\n```{exercise} Name\n:label: ex-09-f\nDo it.\n```\n\n```{solution-start} ex-09-f\n:class: dropdown\n```\n\nHidden."),
+        nbformat.v4.new_code_cell("def f(x):\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION"),
+        nbformat.v4.new_markdown_cell("```{solution-end}\n```"),
+        nbformat.v4.new_code_cell("ch09.check_f(f)"),
+        nbformat.v4.new_code_cell("f(2)  # an experiment, left to the student"),
+    ])
+
+
+def test_nbgrader_source_notebook_rules():
+    out = nbgrader.source_notebook(synthetic_chapter(), points=2.0, chapter="09-x")
+    meta = [c.metadata.get("nbgrader") for c in out.cells]
+    sources = [c.source for c in out.cells]
+    assert "Hidden" not in sources[2] and meta[2] == {
+        "grade": False, "grade_id": "ex-09-f-statement", "locked": True, "schema_version": 3, "solution": False}
+    assert meta[0]["grade_id"] == "09-x-install" and meta[1]["grade_id"] == "09-x-setup"
+    assert meta[0]["locked"] and meta[1]["locked"] and not (meta[0]["grade"] or meta[1]["solution"])
+    assert meta[3] == {"grade": False, "grade_id": "ex-09-f", "locked": False, "schema_version": 3, "solution": True}
+    assert sources[3] == "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION"
+    assert meta[4] == {"grade": True, "grade_id": "ex-09-f-check", "locked": True, "points": 2.0,
+                       "schema_version": 3, "solution": False}
+    assert meta[5] is None and sources[5].startswith("f(2)")
+
+    def run_test(passed):
+        check = CheckResult("Exercise 9.1", passed, ["case 1: expected 2, got 3"])
+        exec(compile(sources[4], "<test>", "exec"), {"ch09": types.SimpleNamespace(check_f=lambda fn: check), "f": None})
+
+    run_test(True)  # the autograder test raises exactly when the check fails, with its feedback
+    with pytest.raises(AssertionError, match="case 1: expected 2, got 3"):
+        run_test(False)
+
+
+def test_nbgrader_source_notebook_rejects():
+    nb = synthetic_chapter()
+    with pytest.raises(ValueError, match="points"):
+        nbgrader.source_notebook(nb, points=0)
+    no_check = nbformat.v4.new_notebook(cells=nb.cells[:5])
+    with pytest.raises(ValueError, match="no check cell"):
+        nbgrader.source_notebook(no_check)
+    no_label = nbformat.v4.new_notebook(cells=nb.cells[:2] + nb.cells[3:])
+    with pytest.raises(ValueError, match="label"):
+        nbgrader.source_notebook(no_label)
+    with pytest.raises(ValueError, match="one call"):
+        nbgrader.autograder_test("result = ch09.check_f(f)")
+
+
+def test_nbgrader_build_every_chapter(tmp_path):
+    written = nbgrader.build(ROOT / "chapters", tmp_path, points=1.5)
+    assert written == [tmp_path / "source" / md.stem / f"{md.stem}.ipynb" for md in CHAPTERS]
+    for md, path in zip(CHAPTERS, written):
+        cells = nbformat.read(path, as_version=4).cells
+        meta = [c.metadata.get("nbgrader") for c in cells]
+        marked = [m for m in meta if m]
+        assert all(set(m) <= NBGRADER_KEYS and m["schema_version"] == 3 and re.fullmatch(r"[A-Za-z0-9_\-]+", m["grade_id"])
+                   for m in marked), f"{md.name}: not nbgrader's metadata schema 3: {marked}"
+        assert len({m["grade_id"] for m in marked}) == len(marked), f"{md.name}: duplicate grade ids"
+        kinds = [("answer" if m["solution"] else "test") for m in marked if m["solution"] or m["grade"]]
+        assert kinds == ["answer", "test"] * len(exercises(md)), f"{md.name}: answers and tests do not alternate: {kinds}"
+        assert all(m["points"] == 1.5 for m in marked if m["grade"])
+        for cell, m in zip(cells, meta):  # nbgrader refuses solution delimiters outside solution cells
+            if "BEGIN SOLUTION" in cell.source or "END SOLUTION" in cell.source:
+                assert m and m["solution"], f"{md.name}: solution markers in a cell that is no answer:\n{cell.source}"
+        assert all(not c.get("outputs") for c in cells if c.cell_type == "code")
+
+
+def test_cli_writes_nbgrader_sources(tmp_path, capsys):
+    from sgdlab.coursework.__main__ import main
+
+    assert main(["student", "--format", "nbgrader", "--chapters", str(ROOT / "chapters"), "--out", str(tmp_path)]) == 0
+    assert sorted(p.parent.name for p in tmp_path.glob("source/*/*.ipynb")) == [md.stem for md in CHAPTERS]
+    assert "generate_assignment" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["student", "--format", "otter", "--out", str(tmp_path)])
+
+
+def test_instructors_page_follows_the_toc():
+    toc_text = (ROOT / "_toc.yml").read_text()
+    toc = yaml.safe_load(toc_text)
+    listed = [c["file"] for part in toc["parts"] for c in part["chapters"] if c["file"].startswith("chapters/")]
+    planned = re.findall(r"^\s*#\s*- file: (chapters/\S+)", toc_text, re.M)
+    page = (ROOT / "pages" / "instructors.md").read_text()
+    linked = re.findall(r"\{doc\}`\.\./(chapters/[^`]+)`", page)
+    assert linked == listed, (f"pages/instructors.md links {linked}, _toc.yml lists {listed}: make the row of each "
+                              "chapter in _toc.yml a {doc} link marked 'in the book', the others plain titles marked 'planned'")
+    rows = re.findall(r"^\| (\d+) \|.*\| (in the book|planned) \|$", page, re.M)
+    assert [int(week) for week, _ in rows] == list(range(1, len(listed) + len(planned) + 1))
+    assert [status for _, status in rows].count("planned") == len(planned), "a planned chapter has landed or vanished"
+
+
+def test_chapter1_checks_refuse_the_package_and_catch_wrong_answers():
+    import numpy as np
+
+    from sgdlab import noise
+    from sgdlab.coursework import ch01
+
+    refused = ch01.check_minibatch_variance(lambda g, b, r: noise.minibatch_variance(g, b, replace=r))
+    assert not refused and "package" in repr(refused)
+
+    def no_correction(grads, b, replace):   # forgets the finite-population factor
+        grads = np.asarray(grads, float)
+        return np.mean(np.sum((grads - grads.mean(0)) ** 2, axis=1)) / b
+
+    assert not ch01.check_minibatch_variance(no_correction)
+
+    def ignores_batch_size(key, grads, b, n_draws):   # always measures single examples
+        import jax
+        idx = jax.random.randint(key, (n_draws,), 0, grads.shape[0])
+        return np.sum((np.asarray(grads)[np.asarray(idx)] - grads.mean(0)) ** 2, axis=1)
+
+    assert not ch01.check_noise_measurement(ignores_batch_size)

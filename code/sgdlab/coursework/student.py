@@ -9,11 +9,14 @@ Rules, applied to each chapter's MyST source (read with jupytext):
   every other code cell inside a removed solution is dropped;
 * all outputs and execution counts are cleared; everything else is kept, including the
   hidden Colab install cell, so a student notebook runs on Colab like the chapter.
+
+:mod:`sgdlab.coursework.nbgrader` applies the same rules but keeps the answers, for nbgrader.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -53,8 +56,13 @@ def has_solution(source: str) -> bool:
     return any(line.strip() == BEGIN for line in source.splitlines())
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student version of a chapter notebook (a new notebook; ``nb`` is not modified)."""
+def student_notebook(
+    nb: nbformat.NotebookNode, answer: Callable[[str], str] = stub_solution
+) -> nbformat.NotebookNode:
+    """The student version of a chapter notebook (a new notebook; ``nb`` is not modified).
+
+    ``answer`` rewrites the source of each cell that holds a marked answer (default: the stub).
+    """
     out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
     inside = False
     for cell in nb.cells:
@@ -72,7 +80,7 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 out.cells.append(nbformat.v4.new_markdown_cell(text.strip("\n"), metadata=dict(cell.metadata)))
         elif cell.cell_type == "code":
             if has_solution(cell.source):
-                out.cells.append(nbformat.v4.new_code_cell(stub_solution(cell.source), metadata=dict(cell.metadata)))
+                out.cells.append(nbformat.v4.new_code_cell(answer(cell.source), metadata=dict(cell.metadata)))
             elif not inside:
                 out.cells.append(nbformat.v4.new_code_cell(cell.source, metadata=dict(cell.metadata)))
         else:
@@ -82,22 +90,34 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
-def build(chapters: Path, out_dir: Path) -> list[Path]:
-    """Write the student notebook of every chapter ``NN-*.md`` in ``chapters`` into ``out_dir``."""
-    import jupytext
-
-    chapters, out_dir = Path(chapters), Path(out_dir)
+def chapter_sources(chapters: Path) -> list[Path]:
+    """The chapter sources ``NN-*.md`` of the folder ``chapters``, in order."""
+    chapters = Path(chapters)
     if not chapters.is_dir():
         raise ValueError(f"chapters={str(chapters)!r} is not a directory")
-    sources = sorted(p for p in chapters.glob("[0-9][0-9]-*.md"))
+    sources = sorted(chapters.glob("[0-9][0-9]-*.md"))
     if not sources:
         raise ValueError(f"chapters={str(chapters)!r} holds no chapter files NN-name.md")
+    return sources
+
+
+def read_chapter(src: Path) -> nbformat.NotebookNode:
+    """A chapter's MyST source as a notebook, without jupytext's pairing metadata."""
+    import jupytext
+
+    nb = jupytext.read(src)
+    nb.metadata.pop("jupytext", None)
+    return nb
+
+
+def build(chapters: Path, out_dir: Path) -> list[Path]:
+    """Write the student notebook of every chapter ``NN-*.md`` in ``chapters`` into ``out_dir``."""
+    sources = chapter_sources(chapters)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in sources:
-        nb = student_notebook(jupytext.read(src))
-        nb.metadata.pop("jupytext", None)
         path = out_dir / (src.stem + ".ipynb")
-        nbformat.write(nb, path)
+        nbformat.write(student_notebook(read_chapter(src)), path)
         written.append(path)
     return written
