@@ -9,7 +9,7 @@ from flax import nnx
 
 from sgdlab import data, models, train
 from sgdlab.coursework import ch05
-from sgdlab.optim.adam import adam, mcallester_adam, rmsprop
+from sgdlab.optim.adam import adam, adamw, mcallester_adam, rmsprop
 
 
 def _stream(key, steps=200):
@@ -137,23 +137,26 @@ def test_exported_from_optim():
 
 
 def test_coursework_check_adam_updates():
-    def reference(grads, lr, b1, b2, eps):
-        return np.asarray(_updates(adam(lr, b1, b2, eps), {"x": jnp.asarray(grads, jnp.float32)})["x"])
-
-    def no_correction(grads, lr, b1, b2, eps):
+    def transcribed(grads, lr, b1, b2, eps, correct=True):
         m = v = 0.0
         out = []
-        for g in grads:
+        for t, g in enumerate(grads, start=1):
             m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
-            out.append(-lr * m / (np.sqrt(v) + eps))
+            c1, c2 = (1 - b1**t, 1 - b2**t) if correct else (1.0, 1.0)
+            out.append(-lr * (m / c1) / (np.sqrt(v / c2) + eps))
         return np.array(out)
+
+    def calls_the_package(grads, lr, b1, b2, eps):
+        return np.asarray(_updates(adam(lr, b1, b2, eps), {"x": jnp.asarray(grads, jnp.float32)})["x"])
 
     def stub(*args):
         raise NotImplementedError
 
-    assert ch05.check_adam_updates(reference)
-    assert not ch05.check_adam_updates(no_correction)
+    assert ch05.check_adam_updates(transcribed)
+    assert not ch05.check_adam_updates(lambda *a: transcribed(*a, correct=False))
     assert not ch05.check_adam_updates(stub)
+    refused = ch05.check_adam_updates(calls_the_package)
+    assert not refused and "package's own" in repr(refused)
 
 
 def test_rmsprop_eps_closed_forms_for_a_constant_tiny_gradient():
@@ -172,3 +175,31 @@ def test_uncorrected_adam_steps_closed_form():
     m = np.asarray(averaging.running_averages(np.ones(100), 0.9)["ema"])
     v = np.asarray(averaging.running_averages(np.ones(100), 0.999)["ema"])
     np.testing.assert_allclose(m / np.sqrt(v), (1 - 0.9**t) / np.sqrt(1 - 0.999**t), rtol=1e-4)
+
+
+@pytest.mark.parametrize("lr,wd", [(1e-3, 1e-4), (0.1, 0.05), (0.01, 0.0)])
+def test_adamw_matches_optax(lr, wd):
+    stream = _stream(jax.random.key(3))
+    params = jax.tree.map(lambda g: jax.random.normal(jax.random.key(4), g.shape[1:]), stream)
+
+    def updates(tx):
+        def step(carry, g):
+            p, state = carry
+            u, state = tx.update(g, state, p)
+            return (optax.apply_updates(p, u), state), u
+        return jax.lax.scan(step, (params, tx.init(params)), stream)[1]
+
+    mine, theirs = updates(adamw(lr, weight_decay=wd)), updates(optax.adamw(lr, weight_decay=wd))
+    _close(jax.tree.map(lambda u: u / lr, mine), jax.tree.map(lambda u: u / lr, theirs), 1e-5)
+
+
+def test_adamw_decays_a_weight_without_gradient_geometrically():
+    # zero loss gradient: m = v = 0, so w_t = (1 - eta lambda)^t w_0 exactly
+    lr, wd, w0 = 0.1, 0.5, 2.0
+    tx = adamw(lr, weight_decay=wd)
+    _, _, ws = train.optimize(tx, jnp.asarray(w0), lambda w, t: jnp.zeros_like(w), steps=50, trace=lambda w: w)
+    np.testing.assert_allclose(np.asarray(ws), w0 * (1 - lr * wd) ** np.arange(1, 51), rtol=1e-5)
+    with pytest.raises(ValueError, match="params"):
+        tx.update(jnp.zeros(()), tx.init(jnp.zeros(())))
+    with pytest.raises(ValueError, match="weight_decay"):
+        adamw(0.1, weight_decay=-1.0)

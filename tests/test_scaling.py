@@ -190,3 +190,35 @@ def test_guarantee_holds_with_student_t_probability():
 def test_validation_names_the_parameter(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_coursework_checks_of_chapter_6():
+    from sgdlab.coursework import ch06
+
+    def momentum_pair(eta_prime_1, n_1, batch_size):
+        n_b = n_1 / batch_size
+        return batch_size * eta_prime_1 / n_b, 1 - 1 / n_b
+
+    assert ch06.check_momentum_for_batch(momentum_pair)
+    assert not ch06.check_momentum_for_batch(lambda e, n, b: (b * e / n, 1 - b / n))  # rate scaled only linearly
+    refused = ch06.check_momentum_for_batch(lambda e, n, b: scaling.optax_momentum(e, n, b))
+    assert not refused and "package's own" in repr(refused)
+
+    def b_and_eta(g, sigma, curvature, batch_size):
+        b_star = 16 * sigma**2 / g**2
+        return b_star, min(batch_size / b_star, 1.0) / (2 * curvature)
+
+    assert ch06.check_mcallester_b_and_eta(b_and_eta)
+    assert not ch06.check_mcallester_b_and_eta(lambda g, s, c, b: (4 * s**2 / g**2, 1 / (2 * c)))
+    assert not ch06.check_mcallester_b_and_eta(lambda g, s, c, b: (scaling.mcallester_batch_size(g, s), 1.0))
+
+    def floor(eta, batch_size, sigma, curvature, steps, key):
+        def step(e, k):
+            return (1 - curvature * eta) * e + eta * sigma / jnp.sqrt(batch_size) * jax.random.normal(k, e.shape), None
+        return jax.lax.scan(step, jnp.zeros(4000), jax.random.split(key, steps))[0]
+
+    def batch_ignored(eta, batch_size, sigma, curvature, steps, key):
+        return floor(eta, 1, sigma, curvature, steps, key)
+
+    assert ch06.check_noise_floor(floor)
+    assert not ch06.check_noise_floor(batch_ignored)

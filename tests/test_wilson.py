@@ -80,9 +80,32 @@ def test_coursework_check_wilson_features():
     def stub(y):
         raise NotImplementedError
 
-    def five_for_positive(y):
-        return wilson.features(-np.asarray(y)) * np.r_[-1, np.ones(6 * len(y) - 1)]
+    def by_rows(y, five_for="negative"):
+        y = np.asarray(y, dtype=float)
+        x = np.zeros((y.size, 6 * y.size))
+        for i, label in enumerate(y):
+            x[i, :3] = label, 1.0, 1.0
+            wide = (label == -1) if five_for == "negative" else (label == 1)
+            x[i, 3 + 5 * i: 3 + 5 * i + (5 if wide else 1)] = 1.0
+        return x
 
-    assert ch05.check_wilson_features(wilson.features)
-    assert not ch05.check_wilson_features(five_for_positive)
+    def calls_the_package(y):
+        return wilson.features(y)
+
+    assert ch05.check_wilson_features(by_rows)
+    assert not ch05.check_wilson_features(lambda y: by_rows(y, five_for="positive"))
     assert not ch05.check_wilson_features(stub)
+    refused = ch05.check_wilson_features(calls_the_package)
+    assert not refused and "package's own" in repr(refused)
+
+
+def test_coursework_check_adagrad_test_error():
+    def measured(problem, a0, steps):
+        w, _ = wilson.train(optax.adagrad(0.1, initial_accumulator_value=a0), problem, steps)
+        return wilson.test_error(w, problem)
+
+    def always_zero(problem, a0, steps):
+        return 0.0
+
+    assert ch05.check_adagrad_test_error(measured)
+    assert not ch05.check_adagrad_test_error(always_zero)

@@ -4,21 +4,21 @@ Linear scaling (Goyal et al. 2017; McAllester 2018): two SGD steps at batch size
 :math:`\eta_1` are, to first order in :math:`\eta_1`, one step at batch size 2 and rate
 :math:`2\eta_1`, hence
 
-.. math:: \eta_B = B\,\eta_1, \qquad N_{\mu,B} = N_{\mu,1}/B, \qquad N_s \text{ constant},
+.. math:: \eta_B = B\,\eta_1, \qquad N_B = N_1/B, \qquad N_s \text{ constant},
 
-where :math:`N_\mu` is the time constant (in steps) of a momentum average and :math:`N_s` that
+where :math:`N` is the horizon (in steps) of a momentum average and :math:`N_s` that
 of a second-moment average counted in examples.
 
 McAllester's single-step guarantee in one dimension, for a loss with curvature at most
-:math:`L`, a minibatch gradient :math:`\hat g` and per-example standard deviation :math:`\hat\sigma`
+:math:`\Lambda`, a minibatch gradient :math:`\hat g` and per-example standard deviation :math:`\hat\sigma`
 (taking :math:`g \ge \hat g - 2\hat\sigma/\sqrt B` for :math:`\hat g > 0`), is
 
-.. math:: \operatorname{loss}(\beta) - \operatorname{loss}(\beta - \eta\hat g)
-          \;\ge\; \eta\hat g\Big(\hat g - \frac{2\hat\sigma}{\sqrt B}\Big) - \frac L2\eta^2\hat g^2 .
+.. math:: L(w) - L(w - \eta\hat g)
+          \;\ge\; \eta\hat g\Big(\hat g - \frac{2\hat\sigma}{\sqrt B}\Big) - \frac\Lambda2\eta^2\hat g^2 .
 
-Maximising the guaranteed decrease per example (divided by :math:`B`) gives
-:math:`B^\star = 16\hat\sigma^2/\hat g^2` and :math:`\eta^\star = 1/(2L)`; linear scaling
-then gives :math:`\eta_B = (B/B^\star)\eta^\star = B\hat g^2/(32\hat\sigma^2 L)`.
+Maximising the guaranteed decrease per example (divided by :math:`B`) over :math:`B \ge 4\hat\sigma^2/\hat g^2` gives
+:math:`B^\star = 16\hat\sigma^2/\hat g^2` and :math:`\eta^\star = 1/(2\Lambda)`; linear scaling
+then gives :math:`\eta_B = (B/B^\star)\eta^\star = B\hat g^2/(32\hat\sigma^2 \Lambda)`.
 Source: D. McAllester, *TTIC 31230 Fundamentals of Deep Learning*, SGD slides (2018).
 
 These are closed forms of a few lines; no library has them, so they are written here, each
@@ -60,9 +60,9 @@ def linear_scaled_rate(eta_1: float, batch_size: int) -> float:
 
 
 def momentum_horizon(n_mu_1: float, batch_size: int) -> float:
-    r"""Momentum time constant for batch size ``B``: :math:`N_{\mu,B} = N_{\mu,1}/B` steps.
+    r"""Momentum horizon for batch size ``B``: :math:`N_B = N_1/B` steps (``n_mu_1`` is :math:`N_1`).
 
-    An exponential moving average with time constant :math:`N` steps averages about :math:`NB`
+    An exponential moving average with horizon :math:`N` steps averages about :math:`NB`
     gradients of single examples; keeping that number fixed gives the rule (McAllester 2018).
     Raises ``ValueError`` when the result is below one step (the batch alone already holds
     more examples than the average should).
@@ -78,13 +78,13 @@ def momentum_horizon(n_mu_1: float, batch_size: int) -> float:
 def optax_momentum(eta_prime_1: float, n_mu_1: float, batch_size: int) -> tuple[float, float]:
     r"""``(learning_rate, momentum)`` for ``optax.sgd`` at batch size ``B`` under both scaling rules.
 
-    McAllester writes momentum as an average :math:`\mu_t = (1-\tfrac1N)\mu_{t-1} + \tfrac1N\hat g_t`
-    and a step :math:`\Phi \leftarrow \Phi - \eta'\mu_t`. Optax's heavy ball
-    :math:`v_t = \beta v_{t-1} + \hat g_t`, :math:`\Phi \leftarrow \Phi - \alpha v_t` is the same
-    update with :math:`\beta = 1 - 1/N` and :math:`\alpha = \eta'/N`. Scaling
+    McAllester writes momentum as an average :math:`m_t = (1-\tfrac1N)m_{t-1} + \tfrac1N\hat g_t`
+    and a step :math:`w \leftarrow w - \eta' m_t`. Optax's heavy ball
+    :math:`v_t = \beta v_{t-1} + \hat g_t`, :math:`w \leftarrow w - \eta v_t` is the same
+    update with :math:`\beta = 1 - 1/N` and :math:`\eta = \eta'/N`. Scaling
     :math:`\eta'_B = B\eta'_1` and :math:`N_B = N_1/B` gives
 
-    .. math:: \beta_B = 1 - B/N_1, \qquad \alpha_B = B^2\,\eta'_1/N_1 = B^2\alpha_1 .
+    .. math:: \beta_B = 1 - B/N_1, \qquad \eta_B = B^2\,\eta'_1/N_1 = B^2\eta_1 .
     """
     eta_prime_1 = _checks.positive_float("eta_prime_1", eta_prime_1)
     n_b = momentum_horizon(n_mu_1, batch_size)
@@ -106,12 +106,12 @@ def ema_stationary_variance(variance: float, n: float) -> float:
 
 
 def guaranteed_decrease(eta: float, batch_size: float, g: float, sigma: float, curvature: float) -> float:
-    r"""McAllester's lower bound on the decrease of a 1-D loss after one step :math:`\beta \leftarrow \beta-\eta\hat g`.
+    r"""McAllester's lower bound on the decrease of a 1-D loss after one step :math:`w \leftarrow w-\eta\hat g`.
 
-    .. math:: \eta|\hat g|\Big(|\hat g| - \frac{2\hat\sigma}{\sqrt B}\Big) - \frac L2 \eta^2\hat g^2 ,
+    .. math:: \eta|\hat g|\Big(|\hat g| - \frac{2\hat\sigma}{\sqrt B}\Big) - \frac\Lambda2 \eta^2\hat g^2 ,
 
     valid when :math:`|g| \ge |\hat g| - 2\hat\sigma/\sqrt B` (a two-standard-error bound) and the
-    loss has second derivative at most :math:`L` = ``curvature``. ``batch_size`` may be real.
+    loss has second derivative at most :math:`\Lambda` = ``curvature``. ``batch_size`` may be real.
     """
     eta = _checks.positive_float("eta", eta, allow_zero=True)
     batch_size = _checks.positive_float("batch_size", batch_size)
@@ -123,7 +123,7 @@ def guaranteed_decrease(eta: float, batch_size: float, g: float, sigma: float, c
 
 def bound_optimal_rate(batch_size: float, g: float, sigma: float, curvature: float) -> float:
     r"""The rate maximising :func:`guaranteed_decrease` at a fixed batch size:
-    :math:`\eta^\star(B) = \frac1L\big(1 - \frac{2\hat\sigma}{|\hat g|\sqrt B}\big)`, or 0 when that is negative."""
+    :math:`\eta^\star(B) = \frac1\Lambda\big(1 - \frac{2\hat\sigma}{|\hat g|\sqrt B}\big)`, or 0 when that is negative."""
     batch_size = _checks.positive_float("batch_size", batch_size)
     g = abs(_nonzero("g", g))
     sigma = _checks.positive_float("sigma", sigma, allow_zero=True)
@@ -139,9 +139,9 @@ def mcallester_batch_size(g: float, sigma: float) -> float:
 
 
 def mcallester_rate(batch_size: float, g: float, sigma: float, curvature: float) -> float:
-    r"""McAllester's rate for batch size ``B``: :math:`\eta_B = \frac{B}{B^\star}\eta^\star = \frac{B\hat g^2}{32\hat\sigma^2 L}`.
+    r"""McAllester's rate for batch size ``B``: :math:`\eta_B = \frac{B}{B^\star}\eta^\star = \frac{B\hat g^2}{32\hat\sigma^2 \Lambda}`.
 
-    At :math:`B = B^\star` it is :math:`\eta^\star = 1/(2L)`; it is meant for :math:`B \le B^\star`.
+    At :math:`B = B^\star` it is :math:`\eta^\star = 1/(2\Lambda)`; it is meant for :math:`B \le B^\star`.
     """
     batch_size = _checks.positive_float("batch_size", batch_size)
     g = _nonzero("g", g)
@@ -151,10 +151,10 @@ def mcallester_rate(batch_size: float, g: float, sigma: float, curvature: float)
 
 
 def expected_decrease_quadratic(eta: float, batch_size: float, g: float, sigma: float, curvature: float) -> float:
-    r"""Exact expected decrease of the quadratic :math:`\tfrac L2(\beta-\beta^\star)^2` after one SGD step.
+    r"""Exact expected decrease of the quadratic :math:`\tfrac\Lambda2(w-w^\star)^2` after one SGD step.
 
     With :math:`\hat g = g + \xi`, :math:`\mathbb E\xi = 0`, :math:`\mathbb E\xi^2 = \sigma^2/B`:
-    :math:`\mathbb E[\Delta] = \eta g^2 - \tfrac L2\eta^2\big(g^2 + \sigma^2/B\big)`.
+    :math:`\mathbb E[\Delta] = \eta g^2 - \tfrac\Lambda2\eta^2\big(g^2 + \sigma^2/B\big)`.
     """
     eta = _checks.positive_float("eta", eta, allow_zero=True)
     batch_size = _checks.positive_float("batch_size", batch_size)
@@ -177,9 +177,9 @@ def second_moment_of_mean(g: float, sigma: float, batch_size: float) -> float:
 
 
 def quadratic_sgd_error(e0: float, eta: float, batch_size: float, sigma: float, curvature: float, steps: int) -> float:
-    r"""Exact :math:`\mathbb E e_k^2` after ``steps`` SGD steps on :math:`\tfrac L2 e^2` with per-example gradient noise :math:`\sigma^2`.
+    r"""Exact :math:`\mathbb E e_k^2` after ``steps`` SGD steps on :math:`\tfrac\Lambda2 e^2` with per-example gradient noise :math:`\sigma^2`.
 
-    The error obeys :math:`e_{t+1} = a\,e_t - \eta\xi_t` with :math:`a = 1 - L\eta` and
+    The error obeys :math:`e_{t+1} = a\,e_t - \eta\xi_t` with :math:`a = 1 - \Lambda\eta` (:math:`\Lambda` = ``curvature``) and
     :math:`\operatorname{Var}\xi_t = \sigma^2/B`, so
 
     .. math:: \mathbb E e_k^2 = a^{2k}e_0^2 + \frac{\eta^2\sigma^2}{B}\,\frac{1-a^{2k}}{1-a^2}

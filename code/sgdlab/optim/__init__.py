@@ -6,4 +6,5 @@ are not re-implemented for use: call ``optax.sgd``, ``optax.adam`` and friends.
 """
 
 from .mcallester import mcallester
-from .adam import adam, mcallester_adam, rmsprop
+from .adam import adam, adamw, mcallester_adam, rmsprop
+from .delayed import delayed

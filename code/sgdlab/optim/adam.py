@@ -1,14 +1,14 @@
-r"""Adam, RMSProp and McAllester's simplified Adam, written out for reading.
+r"""Adam, AdamW, RMSProp and McAllester's simplified Adam, written out for reading.
 
-Optax already ships :func:`optax.adam` and :func:`optax.rmsprop`, and those are what the book
-trains with. The two here are written from scratch, in Optax's own style (``init``/``update``
+Optax already ships :func:`optax.adam`, :func:`optax.adamw` and :func:`optax.rmsprop`, and those
+are what the book trains with. The three here are written from scratch, in Optax's own style (``init``/``update``
 and a ``NamedTuple`` state), so that Chapter 5 can show every line of the algorithm; the tests
 match them to Optax to 1e-6 on random gradient streams. :func:`mcallester_adam` has no Optax
 counterpart: it replaces Adam's bias correction by McAllester's running average with rate
 :math:`1/\min(t, N)`.
 
-Conventions (all three): ``update`` returns the *update* to add to the parameters, already
-multiplied by :math:`-\alpha`, so ``optax.apply_updates(params, updates)`` takes the step.
+Conventions (all four): ``update`` returns the *update* to add to the parameters, already
+multiplied by :math:`-\eta`, so ``optax.apply_updates(params, updates)`` takes the step.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import optax
 
 from .. import _checks
 
-__all__ = ["AdamState", "RMSPropState", "McAllesterAdamState", "adam", "rmsprop", "mcallester_adam"]
+__all__ = ["AdamState", "RMSPropState", "McAllesterAdamState", "adam", "adamw", "rmsprop", "mcallester_adam"]
 
 
 def _rate(name: str, value: Any) -> Any:
@@ -59,12 +59,12 @@ def adam(learning_rate: float | jax.Array, b1: float = 0.9, b2: float = 0.999, e
         v_t = \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2,
 
         \hat m_t = \frac{m_t}{1-\beta_1^t},\qquad \hat v_t = \frac{v_t}{1-\beta_2^t},\qquad
-        w_t = w_{t-1} - \alpha\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon},
+        w_t = w_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon},
 
     all coordinate-wise. The divisions by :math:`1-\beta^t` undo the bias of a running
     average started at zero (:mod:`sgdlab.averaging`). If :math:`g_t = g` is constant then
     :math:`\hat m_t = g` and :math:`\hat v_t = g^2`, so every coordinate moves by
-    :math:`\alpha\,|g|/(|g|+\epsilon)\approx\alpha` at every step, whatever the size of :math:`g`.
+    :math:`\eta\,|g|/(|g|+\epsilon)\approx\eta` at every step, whatever the size of :math:`g`.
     """
     learning_rate = _rate("learning_rate", learning_rate)
     b1 = _decay("b1", b1, allow_zero=True)
@@ -88,6 +88,32 @@ def adam(learning_rate: float | jax.Array, b1: float = 0.9, b2: float = 0.999, e
     return optax.GradientTransformation(init, update)
 
 
+def adamw(
+    learning_rate: float | jax.Array, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 1e-4
+) -> optax.GradientTransformation:
+    r"""AdamW (Loshchilov & Hutter, 2019): Adam with *decoupled* weight decay; behaves like ``optax.adamw``.
+
+    .. math::
+        w_t = w_{t-1} - \eta\,\Bigl(\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon} + \lambda\, w_{t-1}\Bigr)
+
+    with :math:`\hat m_t, \hat v_t` those of :func:`adam` on the loss gradient alone and
+    :math:`\lambda` = ``weight_decay``. Adding :math:`\lambda w` to the gradient instead (an
+    :math:`L^2` penalty) would send the decay through Adam's division by :math:`\sqrt{\hat v_t}`;
+    here every weight shrinks by the factor :math:`1-\eta\lambda` per step, whatever its gradients.
+    """
+    base = adam(learning_rate, b1, b2, eps)
+    if not isinstance(weight_decay, jax.Array):
+        weight_decay = _checks.positive_float("weight_decay", weight_decay, allow_zero=True)
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("adamw needs params in update(grads, state, params) for its weight decay")
+        updates, state = base.update(grads, state)
+        return jax.tree.map(lambda u, w: u - learning_rate * weight_decay * w, updates, params), state
+
+    return optax.GradientTransformation(base.init, update)
+
+
 class RMSPropState(NamedTuple):
     """RMSProp's state: the running mean square :math:`v` of the gradient."""
 
@@ -100,15 +126,15 @@ def rmsprop(
     r"""RMSProp (Tieleman & Hinton, 2012), written out; behaves like ``optax.rmsprop(learning_rate, decay, eps)``.
 
     .. math::
-        v_t = \rho\, v_{t-1} + (1-\rho)\, g_t^2,\qquad
-        w_t = w_{t-1} - \alpha\,\frac{g_t}{\sqrt{v_t + \epsilon}}
+        v_t = \beta\, v_{t-1} + (1-\beta)\, g_t^2,\qquad
+        w_t = w_{t-1} - \eta\,\frac{g_t}{\sqrt{v_t + \epsilon}}
 
-    with :math:`v_0 = 0` and no bias correction. Where :math:`\epsilon` goes differs between
+    with :math:`v_0 = 0`, :math:`\beta` = ``decay`` and no bias correction. Where :math:`\epsilon` goes differs between
     libraries: Optax (and McAllester's slides) put it *inside* the square root, as above
     (the default here, ``eps_in_sqrt=True``); Keras and PyTorch put it outside,
     :math:`g_t/(\sqrt{v_t}+\epsilon)` (``eps_in_sqrt=False``, Optax's ``eps_in_sqrt=False``).
     With ``eps=1e-8`` the two differ only where :math:`v_t \lesssim 10^{-8}`, i.e. for gradients
-    of size :math:`\lesssim 10^{-4}`, where inside-the-root caps the step at :math:`\alpha|g|/\sqrt\epsilon`.
+    of size :math:`\lesssim 10^{-4}`, where inside-the-root caps the step at :math:`\eta|g|/\sqrt\epsilon`.
     """
     learning_rate = _rate("learning_rate", learning_rate)
     decay = _decay("decay", decay, allow_zero=True)
@@ -146,7 +172,7 @@ def mcallester_adam(
         \mu_t = \Bigl(1-\tfrac{1}{\min(t,N_g)}\Bigr)\mu_{t-1} + \tfrac{1}{\min(t,N_g)}\,g_t,\qquad
         s_t = \Bigl(1-\tfrac{1}{\min(t,N_s)}\Bigr)s_{t-1} + \tfrac{1}{\min(t,N_s)}\,g_t^2,
 
-        w_t = w_{t-1} - \frac{\alpha}{\sqrt{s_t}+\epsilon}\,\mu_t .
+        w_t = w_{t-1} - \frac{\eta}{\sqrt{s_t}+\epsilon}\,\mu_t .
 
     For :math:`t\le N` each average is the exact mean of everything seen so far; after that
     it is an exponential moving average with :math:`\beta = 1-1/N`. This plays the part of

@@ -6,18 +6,18 @@ Algorithm". Each scalar parameter :math:`i` keeps running averages of its miniba
 algorithm itself chooses:
 
 .. math::
-    w^t[i] &= \min\big(1/n_{\min},\; B/B^\star(t-1)[i]\big)\\
-    \tilde g^t[i] &= (1-w^t[i])\,\tilde g^{t-1}[i] + w^t[i]\,\hat g^t[i]\\
-    \tilde s^t[i] &= (1-w^t[i])\,\tilde s^{t-1}[i] + w^t[i]\,\hat g^t[i]^2\\
+    \omega^t[i] &= \min\big(1/n_{\min},\; B/B^\star(t-1)[i]\big)\\
+    \tilde g^t[i] &= (1-\omega^t[i])\,\tilde g^{t-1}[i] + \omega^t[i]\,\hat g^t[i]\\
+    \tilde s^t[i] &= (1-\omega^t[i])\,\tilde s^{t-1}[i] + \omega^t[i]\,\hat g^t[i]^2\\
     \tilde\sigma^t[i] &= \sqrt{\tilde s^t[i] - \tilde g^t[i]^2}\\
     B^\star(t)[i] &= \begin{cases} K & t \le K\\
         \lambda_B\,\tilde\sigma^t[i]^2/(\tilde g^t[i]^2 + \epsilon) & \text{otherwise}\end{cases}\\
     \eta^t[i] &= \begin{cases} 0 & t \le K\\
         \lambda_\eta\,\tilde g^t[i]^2/\tilde\sigma^t[i]^2 & \text{otherwise}\end{cases}\\
-    \Phi^{t+1}[i] &= \Phi^t[i] - \eta^t[i]\,\hat g^t[i].
+    w^{t+1}[i] &= w^t[i] - \eta^t[i]\,\hat g^t[i].
 
 It is the one-dimensional analysis (:mod:`sgdlab.scaling`: :math:`B^\star = 16\hat\sigma^2/\hat g^2`,
-:math:`\eta_B = B\hat g^2/(32\hat\sigma^2L)`) applied to every coordinate separately. Optax has
+:math:`\eta_B = B\hat g^2/(32\hat\sigma^2\Lambda)`, :math:`\Lambda` the curvature bound) applied to every coordinate separately. Optax has
 nothing like it, so it is written here by hand.
 
 Two details the slides leave open are fixed as follows (both discussed in Chapter 6):
@@ -34,8 +34,10 @@ Two details the slides leave open are fixed as follows (both discussed in Chapte
   for the slides' uncapped rate.
 
 Because :math:`\tilde s - \tilde g^2` estimates the variance of a *minibatch mean*,
-:math:`\sigma^2/B`, the one-dimensional derivation corresponds to :math:`\lambda_\eta = 1/(32L)`
-and :math:`\lambda_B = 16B`.
+:math:`\sigma^2/B`, the one-dimensional derivation corresponds to :math:`\lambda_\eta = 1/(32\Lambda)`
+and :math:`\lambda_B = 16B`. Note that :math:`\eta^t[i]` is computed from averages that already
+contain :math:`\hat g^t[i]` and then multiplies that same gradient, as in the slides; the rate is
+therefore not independent of the minibatch it is applied to (Chapter 6 discusses the bias).
 """
 
 from __future__ import annotations
