@@ -232,8 +232,9 @@ async () => {
 }
 """
 
-# Runs after CHECK_PAGE_JS: content wider than the column it sits in. `desktop` also fails code
-# lines that scroll inside their cell; on a phone a code cell may scroll, but the page may not.
+# Runs after CHECK_PAGE_JS: content wider than the column it sits in. At 1280 px (`desktop`) a
+# display equation must fit and a code line must not scroll inside its cell; on a phone an
+# equation or a code cell may scroll inside its own box, but nothing may push the page sideways.
 OVERFLOW_JS = r"""
 (desktop) => {
   const problems = [];
@@ -244,7 +245,10 @@ OVERFLOW_JS = r"""
   for (const el of document.querySelectorAll('mjx-container[display="true"]')) {
     const inner = el.querySelector("mjx-math") || el;
     const box = el.getBoundingClientRect(), content = inner.getBoundingClientRect();
-    if (content.width > box.width + slack || content.right > right + slack || el.scrollWidth > el.clientWidth + slack) {
+    // at 1280 px an equation must fit; on a phone it may scroll inside its own box, never stick out
+    const scrolls = ["auto", "scroll"].includes(getComputedStyle(el).overflowX) && box.right <= right + slack;
+    const wide = content.width > box.width + slack || el.scrollWidth > el.clientWidth + slack;
+    if ((desktop && wide) || (!desktop && !scrolls && (wide || content.right > right + slack))) {
       const tex = el.closest(".math") ? el.closest(".math").getAttribute("data-tex") || "" : "";
       problems.push(`display math wider than its column (${Math.round(content.width)} > ${Math.round(box.width)} px): ${short(tex || el.textContent)}`);
     }
