@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..optim import delayed as delayed_module
+from ..optim.delayed import stability_limit
 from . import Case, CheckResult, check_function, refuse_package_call
 
 
@@ -31,7 +31,7 @@ def _limit_by_bisection(tau: float) -> float:
 def check_stability_limit(student_fn: Callable) -> CheckResult:
     r"""Exercise 12.1: ``student_fn(tau)`` returns the largest stable :math:`\eta\lambda` of gradient descent with delay ``tau``."""
     name = "Exercise 12.1 (the stability limit of delayed gradient descent)"
-    refused = refuse_package_call(name, student_fn, delayed_module.stability_limit)
+    refused = refuse_package_call(name, student_fn, stability_limit)
     if refused is not None:
         return refused
     cases = [Case((tau,), label=f"tau = {tau}") for tau in (0, 1, 2, 3, 7, 20)]
