@@ -11,8 +11,9 @@ dropout layer draws a new mask every step and batch statistics advance.
 
 One step on a minibatch :math:`(x, y)` of size :math:`B`:
 
-.. math::  L_B(w) = \frac1B\sum_{i=1}^B \ell\big(f_w(x_i), y_i\big),\qquad
-           g = \nabla L_B(w),\qquad (u, s) \leftarrow \mathrm{update}(g, s, w),\qquad w \leftarrow w + u,
+.. math::  L_B(w) = \frac1B\sum_{i=1}^B \ell\big(f_w(x_i), y_i\big),\qquad g = \nabla L_B(w),
+
+           (u, s) \leftarrow \mathrm{update}(g, s, w),\qquad w \leftarrow w + u,
 
 where ``update`` is any Optax transformation. It receives Optax's extra arguments
 ``value`` (the minibatch loss :math:`L_B(w)`) and ``grad_fn`` (``grad_fn(w', i)`` is

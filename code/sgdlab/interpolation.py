@@ -270,7 +270,8 @@ def minibatch_risk(
     .. math::
 
        \mu_{t+1} &= (I - \eta_t H)\mu_t,\\
-       P_{t+1} &= P_t - \eta_t(HP_t + P_tH) + \eta_t^2\Bigl[\tfrac1m\bigl(G(x_i^\top P_tx_i)
+       P_{t+1} &= P_t - \eta_t(HP_t + P_tH)\\
+               &\quad + \eta_t^2\Bigl[\tfrac1m\bigl(G(x_i^\top P_tx_i)
                  - 2G(r_i\,x_i^\top\mu_t) + G(r_i^2)\bigr) + \bigl(1-\tfrac1m\bigr)HP_tH\Bigr],
 
     and :math:`\mathbb E\|e_t\|^2 = \operatorname{tr}P_t`. ``learning_rate`` and ``batch_size``
@@ -320,8 +321,9 @@ def expected_contraction(X: Any, *, learning_rate: Any, batch_size: Any) -> np.n
     :math:`e' = (I - \eta H_m)e`, :math:`H_m` the batch's mean of :math:`x_ix_i^\top`, and
 
     .. math::  \mathbb E\|e'\|^2 = e^\top M e,\qquad
-               M = I - 2\eta H + \eta^2\Bigl[\tfrac1m S + \bigl(1-\tfrac1m\bigr)H^2\Bigr],\quad
-               S = \tfrac1n\textstyle\sum_i \|x_i\|^2 x_ix_i^\top .
+               S = \tfrac1n\textstyle\sum_i \|x_i\|^2 x_ix_i^\top,
+
+               M = I - 2\eta H + \eta^2\Bigl[\tfrac1m S + \bigl(1-\tfrac1m\bigr)H^2\Bigr].
 
     The result is the largest eigenvalue of :math:`M` on the range of :math:`H` (the error outside
     it never changes). Ma, Bassily & Belkin (2018) bound :math:`S \preceq \beta H`; when every row
@@ -412,8 +414,9 @@ def optimal_rate(batch_size: Any, beta: float, lam_max: float, lam_min: float) -
     1 - 2\eta\lambda + \eta^2\lambda(\beta + (m-1)\lambda)/m` on the contraction of
     :math:`\mathbb E\|w_t-w^\star\|^2` per step (Ma, Bassily & Belkin 2018, Thm 2 and 3) gives
 
-    .. math::  \eta^*(m) = \frac{m}{\beta + (m-1)\lambda_k}\ \ (m \le m^*),\qquad
-               \eta^*(m) = \frac{2m}{\beta + (m-1)(\lambda_1+\lambda_k)}\ \ (m > m^*),
+    .. math::  \eta^*(m) = \frac{m}{\beta + (m-1)\lambda_k}\quad (m \le m^*),
+
+               \eta^*(m) = \frac{2m}{\beta + (m-1)(\lambda_1+\lambda_k)}\quad (m > m^*),
 
     with :math:`\lambda_k` the smallest *nonzero* eigenvalue of :math:`H` and :math:`m^*` from
     :func:`critical_batch`. ``batch_size`` may be an array (the result has its shape).
@@ -450,7 +453,8 @@ def gradient_covariance(cov_x: Any, w: Any, w_star: Any, *, noise_std: float) ->
 
     .. math::  \operatorname{Cov} g = \underbrace{\mathbb E\operatorname{Cov}(g\mid x)}_{\sigma_n^2\Sigma}
                + \underbrace{\operatorname{Cov}(\mathbb E[g\mid x])}_{\operatorname{Cov}(xx^\top v)},
-               \qquad \operatorname{Cov}(xx^\top v) = (v^\top\Sigma v)\,\Sigma + \Sigma vv^\top\Sigma ,
+
+               \operatorname{Cov}(xx^\top v) = (v^\top\Sigma v)\,\Sigma + \Sigma vv^\top\Sigma ,
 
     the last by Isserlis' theorem for Gaussian :math:`x`. With clean labels
     (:math:`\sigma_n = 0`) both parts vanish at :math:`w = w^\star`. Returns the two matrices.

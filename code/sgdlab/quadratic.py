@@ -24,7 +24,8 @@ needed, its gradient is :math:`\Lambda` [:math:`L`]-Lipschitz, the step is :math
 [:math:`\alpha`], and the stochastic gradient satisfies, given :math:`w_k`,
 
 .. math::  \nabla L(w_k)^\top\mathbb E\hat g_k \ge \gamma\|\nabla L(w_k)\|^2,\qquad
-           \|\mathbb E\hat g_k\| \le \gamma_G\|\nabla L(w_k)\|,\qquad
+           \|\mathbb E\hat g_k\| \le \gamma_G\|\nabla L(w_k)\|,
+
            \operatorname{Var}\hat g_k \le M + M_V\|\nabla L(w_k)\|^2,
 
 with :math:`\gamma_G\ge\gamma>0` [:math:`\mu_G\ge\mu`] and :math:`M_G = M_V+\gamma_G^2`. An unbiased

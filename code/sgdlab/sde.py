@@ -187,8 +187,8 @@ def least_squares_stationary_covariance(x, y, learning_rate: float, batch_size: 
     :math:`\delta_t = w_t-\hat w` obeys :math:`\delta_{t+1} = (I-\eta\hat H_B)\delta_t - \eta\zeta_B`,
     and since :math:`\delta_t` is independent of the new batch and has mean 0,
 
-    .. math::  \Sigma = \Sigma - \eta(H\Sigma+\Sigma H) + \eta^2\Bigl(1-\tfrac1B\Bigr)H\Sigma H
-               + \frac{\eta^2}{B}\,\frac1N\sum_i (x_i^\top\Sigma x_i)\,x_ix_i^\top + \frac{\eta^2}{B}C .
+    .. math::  \Sigma &= \Sigma - \eta(H\Sigma+\Sigma H) + \eta^2\Bigl(1-\tfrac1B\Bigr)H\Sigma H\\
+               &\quad + \frac{\eta^2}{B}\,\frac1N\sum_i (x_i^\top\Sigma x_i)\,x_ix_i^\top + \frac{\eta^2}{B}C .
 
     The fourth-moment term is the multiplicative noise that :func:`stationary_covariance` leaves
     out. The equation is linear in :math:`\Sigma`; it is solved as a :math:`d^2\times d^2` system

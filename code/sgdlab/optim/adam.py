@@ -169,7 +169,8 @@ def mcallester_adam(
     r"""McAllester's simplified Adam (TTIC 31230 slides, 2018): running averages with rate :math:`1/\min(t, N)`.
 
     .. math::
-        \mu_t = \Bigl(1-\tfrac{1}{\min(t,N_g)}\Bigr)\mu_{t-1} + \tfrac{1}{\min(t,N_g)}\,g_t,\qquad
+        \mu_t = \Bigl(1-\tfrac{1}{\min(t,N_g)}\Bigr)\mu_{t-1} + \tfrac{1}{\min(t,N_g)}\,g_t,
+
         s_t = \Bigl(1-\tfrac{1}{\min(t,N_s)}\Bigr)s_{t-1} + \tfrac{1}{\min(t,N_s)}\,g_t^2,
 
         w_t = w_{t-1} - \frac{\eta}{\sqrt{s_t}+\epsilon}\,\mu_t .
