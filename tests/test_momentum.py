@@ -3,9 +3,8 @@
 import jax
 import numpy as np
 import pytest
-import scipy.linalg
 
-from sgdlab import momentum, nqm
+from sgdlab import momentum
 from sgdlab.coursework import ch04
 
 
@@ -57,24 +56,6 @@ def test_measured_rates_match_formulas_within_two_percent_kappa_100():
     assert momentum.measured_rate(gd, 100, 1000) == pytest.approx(rho_gd, rel=0.02)
 
 
-@pytest.mark.parametrize("alpha,beta,lam", [(0.1, 0.9, 1.0), (0.5, 0.5, 2.0), (0.01, 0.99, 3.0), (0.3, 0.0, 1.0)])
-def test_stationary_variance_solves_the_lyapunov_equation(alpha, beta, lam):
-    a = np.array([[beta, lam], [-alpha * beta, 1 - alpha * lam]])
-    b = np.array([[1.0], [-alpha]])
-    cov = scipy.linalg.solve_discrete_lyapunov(a, 2.0 * b @ b.T)
-    assert nqm.stationary_variance(alpha, beta, lam, 2.0) == pytest.approx(cov[1, 1], rel=1e-9)
-
-
-def test_stationary_loss_monte_carlo():
-    chains = 4000
-    for k, (a, b) in enumerate([(0.1, 0.0), (0.01, 0.9), (0.5, 0.5)]):
-        curve = nqm.noisy_quadratic_loss(jax.random.key(k), a, b, [1.0], 1.0, [0.0], steps=1500, n_chains=chains)
-        want = 0.5 * nqm.stationary_variance(a, b, 1.0, 1.0)
-        # the loss of one chain at one step is (want) * chi^2_1: s.e. of the mean over chains
-        assert abs(curve[-1] - want) < 5 * want * np.sqrt(2 / chains)
-        assert abs(curve[-500:].mean() - want) < 5 * want * np.sqrt(2 / chains)
-
-
 def test_validation():
     with pytest.raises(ValueError, match="lam_min"):
         momentum.goh_parameters(1.0, 2.0)
@@ -90,8 +71,6 @@ def test_validation():
         momentum.heavy_ball_trajectory(0.1, 0.5, [1.0], [1.0], 0)
     with pytest.raises(ValueError, match="kappa"):
         momentum.optimal_rates(0.5)
-    with pytest.raises(ValueError, match="alpha\\*lam"):
-        nqm.stationary_variance(3.0, 0.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="start"):
         momentum.measured_rate(np.ones((10, 2)), 9, 10)
 

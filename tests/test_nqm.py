@@ -252,3 +252,8 @@ def test_validation():
         nqm.noise_floor([1.0], [1.0], learning_rate=2.0, batch_size=1)
     with pytest.raises(ValueError, match="beta"):
         nqm.stationary_variance(0.1, 1.0, 1.0, 1.0)
+
+
+def test_stationary_variance_needs_a_stable_step():
+    with pytest.raises(ValueError, match="alpha\\*lam"):
+        nqm.stationary_variance(3.0, 0.0, 1.0, 1.0)
