@@ -128,8 +128,9 @@ def empirical_minibatch_variance(
     averages :math:`\|\hat g_B - g\|^2`, where :math:`g` is the mean of all rows; the standard
     error is the sample standard deviation over :math:`\sqrt{n_{draws}}`. The squared norms come
     from the Gram matrix of the centred gradients, :math:`\|\hat g_B-g\|^2 = B^{-2}\sum_{i,j\in B}
-    \langle g_i-g, g_j-g\rangle`, computed once, so a draw costs :math:`B^2` look-ups instead of
-    :math:`BP` for ``P`` parameters. Returns two arrays of shape ``(len(batch_sizes),)``.
+    \langle g_i-g, g_j-g\rangle`, computed once, so a draw costs :math:`n^2` instead of :math:`BP` for
+    ``P`` parameters, and all batch sizes share one compiled program. Returns two arrays of shape
+    ``(len(batch_sizes),)``.
     """
     grads = jnp.asarray(_checks.finite_array("grads", grads, ndim=2))
     n = grads.shape[0]
@@ -140,16 +141,26 @@ def empirical_minibatch_variance(
     if n_draws < 2:
         raise ValueError("n_draws must be at least 2 to estimate a standard error")
     centred = grads - grads.mean(0)
-    gram = centred @ centred.T
-    means, ses = [], []
-    for b, k in zip(sizes, jax.random.split(key, len(sizes))):
-        sq = _gram_draws(k, gram, b, n_draws, bool(replace))
-        means.append(float(sq.mean()))
-        ses.append(float(sq.std(ddof=1) / np.sqrt(n_draws)))
-    return np.asarray(means), np.asarray(ses)
+    sq = _gram_draws(jax.random.split(key, len(sizes)), centred @ centred.T, jnp.asarray(sizes),
+                     n_draws, max(sizes), bool(replace))
+    return np.asarray(sq.mean(1)), np.asarray(sq.std(1, ddof=1) / np.sqrt(n_draws))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _gram_draws(key, gram, b, n_draws, replace):
-    idx = _draw_indices(key, gram.shape[0], b, n_draws, replace)
-    return jax.vmap(lambda i: gram[i][:, i].sum() / b**2)(idx)
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _gram_draws(keys, gram, sizes, n_draws, b_max, replace):
+    r"""Squared deviations ``(len(sizes), n_draws)`` for every batch size in one program.
+
+    A draw is its vector of row counts :math:`c` (multinomial with replacement, the indicator of
+    a uniform ``B``-subset without: the first ``B`` of ``b_max`` indices), so
+    :math:`\|\hat g_B - g\|^2 = c^\top G c / B^2` with the Gram matrix :math:`G`; the batch size
+    is a traced value, not a new program per size.
+    """
+    n = gram.shape[0]
+
+    def one(key, b):
+        idx = _draw_indices(key, n, b_max, n_draws, replace)   # the first b of each row are the draw
+        used = (jnp.arange(b_max) < b).astype(gram.dtype)
+        counts = jnp.zeros((n_draws, n), gram.dtype).at[jnp.arange(n_draws)[:, None], idx].add(used)
+        return jnp.sum((counts @ gram) * counts, axis=1) / b.astype(gram.dtype) ** 2
+
+    return jax.lax.map(lambda kb: one(*kb), (keys, sizes))
