@@ -1,4 +1,4 @@
-"""sgdlab.parallel and fit(devices=): on 4 simulated CPU devices the sharded run is the single-device run.
+"""sgdlab.parallel, fit(devices=) and sweep(devices=): on 4 simulated CPU devices the sharded runs are the single-device runs.
 
 The device count is fixed when JAX starts, so the check runs in a fresh Python process with
 ``JAX_NUM_CPU_DEVICES=4`` (and the older ``XLA_FLAGS`` spelling for JAX before 0.5).
@@ -36,11 +36,27 @@ SCRIPT = textwrap.dedent("""
         assert "multiple of the number of devices" in str(e)
     else:
         raise AssertionError("batch 30 on 4 devices must be refused")
+    # a sweep's 6 runs per batch size spread over 4 devices (padded to 8): the same runs, the same divergence
+    kw = dict(steps=lambda b: 2048 // b, batch_sizes=[16, 32], grid={"learning_rate": [0.05, 0.1, 30.0]},
+              seeds=[0, 1], eval_every=20, keep_params=True)
+    momentum_sgd = lambda learning_rate: optax.sgd(learning_rate, momentum=0.9)
+    mlp = lambda rngs: models.MLP((8, 32, 4), rngs=rngs)
+    single = train.sweep(mlp, momentum_sgd, d, **kw)
+    spread = train.sweep(mlp, momentum_sgd, d, devices=4, **kw)
+    assert single.diverged.any() and (single.diverged == spread.diverged).all(), (single.diverged, spread.diverged)
+    ok = ~single.diverged
+    np.testing.assert_allclose(single.history["test_loss"][ok], spread.history["test_loss"][ok], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(spread.params)):
+        assert a.shape == b.shape == (6,) + a.shape[1:], (a.shape, b.shape)
+        np.testing.assert_allclose(a[ok[0].ravel()], b[ok[0].ravel()], rtol=1e-5, atol=1e-6)
+    leaf = jax.tree.leaves(train.sweep(mlp, momentum_sgd, d, devices=4, keep_params=True, steps=2, batch_sizes=16,
+                                       grid={"learning_rate": [0.1] * 4}, seeds=[0, 1]).params[0])[0]
+    assert len({s.device for s in leaf.addressable_shards}) == 4 and leaf.addressable_shards[0].data.shape[0] == 2
     print("sharded run equals the single-device run")
 """)
 
 
-def test_sharded_fit_equals_single_device_fit():
+def test_sharded_fit_and_sweep_equal_single_device_runs():
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu", "SGDLAB_NO_PROGRESS": "1"}
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
@@ -56,3 +72,4 @@ def test_data_mesh_validates_devices():
     with pytest.raises(ValueError, match="devices"):
         parallel.data_mesh(["cpu"])
     assert parallel.data_mesh(1).axis_names == ("data",)
+    assert parallel.runs_mesh(1).axis_names == ("runs",)

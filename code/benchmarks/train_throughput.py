@@ -10,7 +10,10 @@ steps per second and ratios for
   minibatches drawn by NumPy;
 * PyTorch eager on one thread, same MLP and SGD (skipped when torch is missing:
   ``pip install torch==2.13.0`` takes the CPU wheel);
-* a 64-run ``sgdlab.train.sweep`` (8 learning rates x 4 momenta x 2 seeds), per-run rate;
+* a 64-run ``sgdlab.train.sweep`` (8 learning rates x 4 momenta x 2 seeds), per-run rate (run-steps
+  per second), on one device and with ``devices=`` spread over all of them (on a CPU the script
+  asks JAX for one device per core, ``jax_num_cpu_devices``, before JAX starts: one CPU device
+  computes this small network's step on one core);
 * SAM (``optax.contrib.sam`` in opaque mode: two gradients per step) in ``fit``;
 * the first ``fit`` and a second ``fit`` with a *new* Optax object of the same kind (another
   learning rate): the seconds of both calls, compilation included, and whether the engine
@@ -159,12 +162,12 @@ def make_torch_loop(mnist, steps):
     return (lambda: run(steps)), f"1 thread, torch {torch.__version__}"
 
 
-def make_sweep(mnist, steps, n_lrs, n_momenta, n_seeds):
+def make_sweep(mnist, steps, n_lrs, n_momenta, n_seeds, devices=None):
     grid = {"learning_rate": list(np.geomspace(0.01, 0.1, n_lrs)), "momentum": list(np.linspace(0.0, 0.9, n_momenta))}
 
     def call():
         sgd_train.sweep(lambda rngs: MLP(SIZES, rngs=rngs), optax.sgd, mnist, steps=steps, batch_sizes=BATCH,
-                        grid=grid, seeds=range(n_seeds), eval_every=steps, progress=False)
+                        grid=grid, seeds=range(n_seeds), eval_every=steps, devices=devices, progress=False)
 
     return call
 
@@ -176,6 +179,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats, best kept (default 3; quick 1)")
     parser.add_argument("--quick", action="store_true", help="small numbers for a smoke run (4-run sweep)")
     args = parser.parse_args(argv)
+    if "JAX_NUM_CPU_DEVICES" not in os.environ:   # before JAX starts; only the CPU backend reads it
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
     quick = args.quick
     steps = args.steps or (200 if quick else 5000)
     base_steps = args.baseline_steps or (50 if quick else 1000)
@@ -220,7 +225,14 @@ def main(argv=None) -> int:
     sweep = make_sweep(mnist, steps, *grid_shape)
     sweep()
     sweep_t = best_of(sweep, repeats)
-    rows.append((f"sweep per run ({' x '.join(map(str, grid_shape))} = {n_runs} runs)", n_runs * steps, sweep_t, "sweep"))
+    runs = f"{' x '.join(map(str, grid_shape))} = {n_runs} runs"
+    rows.append((f"sweep per run ({runs}, 1 device)", n_runs * steps, sweep_t, "sweep"))
+    n_devices = len(jax.devices())
+    if n_devices > 1:
+        spread = make_sweep(mnist, steps, *grid_shape, devices=n_devices)
+        spread()
+        rows.append((f"sweep per run ({runs}, {n_devices} devices)", n_runs * steps, best_of(spread, repeats),
+                     "sweep_devices"))
     sam = optax.contrib.sam(optax.sgd(LR), optax.chain(optax.contrib.normalize(), optax.sgd(0.05)), opaque_mode=True)
     sam_fit = make_fit(mnist, sam, steps)
     sam_fit()
@@ -228,12 +240,12 @@ def main(argv=None) -> int:
 
     fit_rate = steps / fit_t
     print()
-    print(f"{'what':<52} {'steps':>7} {'best s':>8} {'steps/s':>9} {'x fit':>7}")
-    print("-" * 88)
+    print(f"{'what':<56} {'steps':>7} {'best s':>8} {'steps/s':>9} {'x fit':>7}")
+    print("-" * 92)
     for name, n, t, _ in rows:
-        print(f"{name:<52} {n:>7d} {t:>8.4f} {n / t:>9.0f} {n / t / fit_rate:>7.3f}")
+        print(f"{name:<56} {n:>7d} {t:>8.4f} {n / t:>9.0f} {n / t / fit_rate:>7.3f}")
     if "torch" not in [r[3] for r in rows]:
-        print(f"{'PyTorch eager':<52} {torch_note}")
+        print(f"{'PyTorch eager':<56} {torch_note}")
     print()
     print(f"compile once: first fit {first:.2f} s (programs built: {after_first - built}), a second fit with a new "
           f"optax.sgd object {second:.2f} s (new programs: {new_programs})")
@@ -246,6 +258,8 @@ def main(argv=None) -> int:
         ("fit >= 10x the NNX loop", fit_rate / rate["nnx"], GOALS["nnx"]),
         ("fit >= 5x PyTorch eager (1 thread)", fit_rate / rate["torch"] if "torch" in rate else None, GOALS["torch"]),
         (f"{n_runs}-run sweep per-run rate >= 1.5x fit", rate["sweep"] / fit_rate, GOALS["sweep"]),
+        (f"  the same over {n_devices} devices", rate["sweep_devices"] / fit_rate if "sweep_devices" in rate else None,
+         GOALS["sweep"]),
         ("SAM in fit >= 0.45x SGD in fit", rate["sam"] / fit_rate, GOALS["sam"]),
     ]
     for label, value, goal in checks:

@@ -251,7 +251,10 @@ _RUNS = engine.TrainState(params=0, model_state=0, opt_state=0, step=None)
 def _chunk_program(spec: _Spec, length: int, vectorized: bool, evaluate: bool = True):
     """The jitted chunk: ``length`` steps, then (with ``evaluate``) the metrics. ``vmap``-ed over runs for a sweep."""
     _COMPILED["programs"] += 1
-    unroll = min(length, 8) if jax.default_backend() == "cpu" else 1  # amortises the scan's per-step cost
+    # Unrolling 8 steps amortises the scan's per-step cost for one run on a CPU (fit: 28.9k against
+    # 26.0k steps/s); under vmap it slows a momentum sweep (20k against 29k run-steps/s): measured
+    # with code/benchmarks/train_throughput.py's network.
+    unroll = min(length, 8) if jax.default_backend() == "cpu" and not vectorized else 1
 
     def one_run(state, data_key, probe_key, hparams, source, eval_data):
         step_fn = functools.partial(engine.train_step, graphdef=spec.graphdef, tx=spec.make_tx(hparams),
@@ -607,6 +610,7 @@ def sweep(
     metrics: dict[str, Metric] | None = None,
     eval_params: Callable[[Any, Any], Any] | None = None,
     eval_data: Dataset | None = None,
+    devices: int | Sequence[Any] | None = None,
     progress: bool | None = None,
     keep_params: bool = False,
 ) -> SweepResult:
@@ -625,7 +629,9 @@ def sweep(
     Everything else (``data``, ``loss``, ``metrics``, ``eval_params``, ``eval_data``) is as in
     :func:`fit`. Arrays of the result have axes ``(batch_size, *grid, seed, ...)``, named in
     ``result.axes``. A run whose loss becomes non-finite is frozen at its last finite weights and
-    marked in ``result.diverged``; its later metrics are NaN.
+    marked in ``result.diverged``; its later metrics are NaN. With ``devices`` (a count or a list
+    of devices) the runs are split across them (:func:`sgdlab.parallel.runs_mesh`; the last run is
+    repeated to fill the last device), the same runs computed in parallel.
     """
     if not callable(model_fn):
         raise ValueError("model_fn must be a callable taking nnx.Rngs and returning a model")
@@ -654,12 +660,19 @@ def sweep(
     points = list(itertools.product(*(range(len(values[n])) for n in names)))
     runs = [(p, s) for p in points for s in range(len(seeds))]
     n_runs = len(runs)
+    mesh = None if devices is None else parallel.runs_mesh(devices)
+    if mesh is not None:   # pad with copies of the last run to a multiple of the devices; cut off below
+        runs += [runs[-1]] * (-n_runs % mesh.size)
     stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
     params0 = stack([per_seed[s][1] for _, s in runs])
     model_state0 = stack([per_seed[s][2] for _, s in runs])
     hparams = {n: jnp.asarray([values[n][p[i]] for p, _ in runs], jnp.float32) for i, n in enumerate(names)}
     keys = [seed_keys(seeds[s]) for _, s in runs]
     data_keys, probe_keys = jnp.stack([k[0] for k in keys]), jnp.stack([k[1] for k in keys])
+    if mesh is not None:
+        params0, model_state0, hparams, data_keys, probe_keys = jax.device_put(
+            (params0, model_state0, hparams, data_keys, probe_keys), parallel.runs_sharding(mesh))
+        source, eval_data = jax.device_put((source, eval_data), parallel.replicated(mesh))
 
     def make_tx(h):
         return optimizer_fn(**h)
@@ -674,9 +687,9 @@ def sweep(
     max_evals, max_steps = max(n_evals.values()), max(plan.values())
     step_axis = np.full((len(sizes), max_evals), -1, dtype=np.int64)
     out_metrics: dict[str, np.ndarray] = {}
-    out_batch_loss = np.full((len(sizes), n_runs, max_steps), np.nan, dtype=np.float32)
-    diverged = np.zeros((len(sizes), n_runs), dtype=bool)
-    diverged_at = np.full((len(sizes), n_runs), -1, dtype=np.int64)
+    out_batch_loss = np.full((len(sizes), len(runs), max_steps), np.nan, dtype=np.float32)
+    diverged = np.zeros((len(sizes), len(runs)), dtype=bool)
+    diverged_at = np.full((len(sizes), len(runs)), -1, dtype=np.int64)
     final_params = []
     bar = _Progress(sum(plan.values()), progress, f"sweep ({n_runs * len(sizes)} runs)")
     t0 = time.perf_counter()
@@ -686,10 +699,10 @@ def sweep(
         state = engine.TrainState(params0, model_state0, init_state(params0, hparams), jnp.zeros((), jnp.int32))
         first = jax.device_get(_eval_program(spec, True)(state, probe_keys, source, eval_data))
         for name, value in first.items():
-            out_metrics.setdefault(name, np.full((len(sizes), n_runs, max_evals), np.nan, dtype=np.float32))
+            out_metrics.setdefault(name, np.full((len(sizes), len(runs), max_evals), np.nan, dtype=np.float32))
             out_metrics[name][b_index, :, 0] = value
         step_axis[b_index, 0] = 0
-        alive = np.ones(n_runs, dtype=bool)
+        alive = np.ones(len(runs), dtype=bool)
         done = 0
         for k, length in enumerate(_chunk_lengths(plan[batch_size], every[batch_size]), start=1):
             run = _chunk_program(spec, length, True)
@@ -711,7 +724,7 @@ def sweep(
                 break
         diverged[b_index] = ~alive
         if keep_params:
-            final_params.append(state.params)
+            final_params.append(jax.tree.map(lambda a: a[:n_runs], state.params))
     bar.close()
     seconds = time.perf_counter() - t0
     shape = (len(sizes), *(len(values[n]) for n in names), len(seeds))
@@ -720,15 +733,15 @@ def sweep(
         axes=axes,
         history=History(
             step=step_axis,
-            metrics={k: v.reshape(shape + (max_evals,)) for k, v in out_metrics.items()},
-            batch_loss=out_batch_loss.reshape(shape + (max_steps,)),
+            metrics={k: v[:, :n_runs].reshape(shape + (max_evals,)) for k, v in out_metrics.items()},
+            batch_loss=out_batch_loss[:, :n_runs].reshape(shape + (max_steps,)),
         ),
-        diverged=diverged.reshape(shape),
-        diverged_at=diverged_at.reshape(shape),
+        diverged=diverged[:, :n_runs].reshape(shape),
+        diverged_at=diverged_at[:, :n_runs].reshape(shape),
         seconds=seconds,
         params=final_params if keep_params else None,
     )
-    if diverged.any():
-        print(f"sweep: {int(diverged.sum())} of {diverged.size} runs diverged (their loss became NaN or "
+    if result.diverged.any():
+        print(f"sweep: {int(result.diverged.sum())} of {result.diverged.size} runs diverged (their loss became NaN or "
               "infinite); they are marked in result.diverged and their later metrics are NaN")
     return result
