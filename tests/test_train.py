@@ -55,6 +55,21 @@ def test_fit_equals_a_plain_sgd_loop(small, replace):
     assert not res.diverged
 
 
+def test_a_run_continued_from_its_optimizer_state_equals_the_uncut_run(small):
+    # full-batch steps, so the data order (which restarts in the second call) does not matter
+    model, n = models.MLP((8, 16, 4), rngs=nnx.Rngs(1)), small.n_train
+    tx = optax.adam(0.01)
+    uncut = train.fit(model, tx, small, steps=30, batch_size=n)
+    first = train.fit(model, tx, small, steps=12, batch_size=n)
+    second = train.fit(first.model, tx, small, steps=18, batch_size=n, opt_state=first.opt_state)
+    assert_trees_close(params_of(second.model), params_of(uncut.model), rtol=1e-5, atol=1e-6)
+    assert int(second.opt_state[0].count) == 30
+    restarted = train.fit(first.model, tx, small, steps=18, batch_size=n)   # Adam's moments start again
+    assert np.abs(jax.tree.leaves(params_of(restarted.model))[0] - jax.tree.leaves(params_of(uncut.model))[0]).max() > 1e-4
+    with pytest.raises(ValueError, match="opt_state"):
+        train.fit(model, optax.sgd(0.1), small, steps=2, batch_size=8, opt_state=first.opt_state)
+
+
 def test_a_new_optimizer_of_the_same_kind_reuses_the_program_and_its_values(small):
     model = models.MLP((8, 16, 4), rngs=nnx.Rngs(1))
     first = train.fit(model, optax.sgd(0.1, momentum=0.5), small, steps=20, batch_size=16, eval_every=10)

@@ -419,6 +419,7 @@ def fit(
     eval_params: Callable[[Any, Any], Any] | None = None,
     eval_data: Dataset | None = None,
     devices: int | Sequence[Any] | None = None,
+    opt_state: Any = None,
     progress: bool | None = None,
 ) -> FitResult:
     r"""Train ``model`` with ``optimizer`` for ``steps`` steps of minibatch SGD.
@@ -439,7 +440,10 @@ def fit(
     docstring); the model's initialisation is fixed by its own ``rngs``. With ``devices`` (a
     count or a list of devices) every minibatch is split across them along the ``data`` axis of
     a mesh and the parameters are replicated (:mod:`sgdlab.parallel`): the same run, computed by
-    several devices. ``model`` is left
+    several devices. ``opt_state`` (default ``optimizer.init(params)``) continues a run: pass
+    the ``result.opt_state`` of an earlier fit with the same kind of optimizer and
+    ``result.model``, and the momentum, Adam moments and schedule counts carry on (the data
+    order starts again at step 0 of ``seed``). ``model`` is left
     untouched; the trained copy is ``result.model``. If the minibatch loss becomes NaN or
     infinite, training stops, one :class:`DivergenceWarning` is issued, ``result.diverged`` is
     ``True`` and ``result.model`` holds the weights of the last evaluation.
@@ -461,7 +465,16 @@ def fit(
         raise ValueError("the model's parameters contain NaN or infinite values")
     tx_key, make_tx, hparams = _optimizer_program(optimizer, params)
     sharding = None
-    state = engine.TrainState(params, model_state, optimizer.init(params), jnp.zeros((), jnp.int32))
+    initial = optimizer.init(params)
+    if opt_state is not None:
+        shapes = lambda tree: jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), tree)  # noqa: E731
+        if jax.tree.structure(opt_state) != jax.tree.structure(initial) or shapes(opt_state) != shapes(initial):
+            raise ValueError("opt_state must have the structure, shapes and dtypes of optimizer.init(params) "
+                             "(the opt_state of an earlier fit with the same kind of optimizer and model)")
+        if not _all_finite(opt_state):
+            raise ValueError("opt_state contains NaN or infinite values")
+        initial = opt_state
+    state = engine.TrainState(params, model_state, initial, jnp.zeros((), jnp.int32))
     if devices is not None:
         mesh = parallel.data_mesh(devices)
         if batch_size % mesh.size:
