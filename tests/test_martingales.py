@@ -78,7 +78,7 @@ def test_clipped_fixed_point_and_sgd_limit():
     # started at the true optimum (the mean), biased SGD walks away to the root of h; the step
     # 4 / (t + 10) keeps 2 c h'(root) > 1, so the 1/t rate of Chapter 2 applies
     steps = 4.0 / (np.arange(3000) + 10.0)
-    st = q.mean_estimation_sgd(jax.random.key(4), y, steps, 4, 4000, beta0=float(y.mean()), clip=tau)
+    st = q.mean_estimation_sgd(jax.random.key(4), y, steps, 4, 4000, w0=float(y.mean()), clip=tau)
     final = st.final.astype(np.float64)
     assert abs(final.mean() - root) < 4 * final.std(ddof=1) / np.sqrt(final.size) + 1e-3
 
@@ -93,7 +93,7 @@ def test_clipped_one_step_expectation():
     h, v = c.mean(), c.var()
     x_now = 0.5 * (beta - y.mean()) ** 2
     formula = x_now - alpha * (beta - y.mean()) * h + 0.5 * alpha**2 * (h**2 + v / b)
-    st = q.mean_estimation_sgd(jax.random.key(5), y.astype(np.float32), [alpha], b, 200_000, beta0=beta, clip=tau)
+    st = q.mean_estimation_sgd(jax.random.key(5), y.astype(np.float32), [alpha], b, 200_000, w0=beta, clip=tau)
     assert abs(st.mean[1] - formula) < 4 * st.se[1] + 1e-6
     assert formula > x_now               # the biased step increases the loss in expectation
 

@@ -108,7 +108,7 @@ def test_mean_estimation_floor_with_real_minibatches():
     var_y = float(np.var(y.astype(np.float64)))
     for alpha, b in ((0.1, 1), (0.1, 8), (0.4, 8)):
         steps = np.full(int(30 / alpha), alpha)
-        stats = q.mean_estimation_sgd(jax.random.key(2), y, steps, b, 8_000, beta0=float(y.mean()))
+        stats = q.mean_estimation_sgd(jax.random.key(2), y, steps, b, 8_000, w0=float(y.mean()))
         floor = q.noise_floor(alpha, 1.0, np.sqrt(var_y / b))
         tail = slice(len(steps) // 2, None)
         # average the stationary part; its SE is at most the per-step one (correlated steps)

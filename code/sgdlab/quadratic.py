@@ -386,30 +386,30 @@ def simulate(
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "n_chains"))
-def _mean_estimation(key, y, beta0, alphas, clip, batch_size, n_chains):
+def _mean_estimation(key, y, w0, etas, clip, batch_size, n_chains):
     n = y.shape[0]
     ybar = y.mean()
 
-    def one_chain(beta, k_chain, alpha):
+    def one_chain(w, k_chain, eta):
         idx = jax.random.randint(k_chain, (batch_size,), 0, n)
-        g_hat = jnp.clip(beta - y[idx], -clip, clip).mean()   # clip = inf: the plain minibatch gradient
-        return beta - alpha * g_hat
+        g_hat = jnp.clip(w - y[idx], -clip, clip).mean()   # clip = inf: the plain minibatch gradient
+        return w - eta * g_hat
 
-    def step(beta, inp):
-        k, alpha = inp
+    def step(w, inp):
+        k, eta = inp
         keys = jax.random.split(jax.random.fold_in(key, k), n_chains)
-        beta = jax.vmap(one_chain, in_axes=(0, 0, None))(beta, keys, alpha)
-        excess = 0.5 * (beta - ybar) ** 2
-        return beta, (excess.mean(), excess.var())
+        w = jax.vmap(one_chain, in_axes=(0, 0, None))(w, keys, eta)
+        excess = 0.5 * (w - ybar) ** 2
+        return w, (excess.mean(), excess.var())
 
-    beta = jnp.full((n_chains,), beta0, jnp.float32)
-    beta, (means, variances) = jax.lax.scan(step, beta, (jnp.arange(alphas.shape[0]), alphas))
-    e0 = 0.5 * (beta0 - ybar) ** 2
-    return jnp.concatenate([jnp.asarray([e0]), means]), jnp.concatenate([jnp.zeros(1), variances]), beta
+    w = jnp.full((n_chains,), w0, jnp.float32)
+    w, (means, variances) = jax.lax.scan(step, w, (jnp.arange(etas.shape[0]), etas))
+    e0 = 0.5 * (w0 - ybar) ** 2
+    return jnp.concatenate([jnp.asarray([e0]), means]), jnp.concatenate([jnp.zeros(1), variances]), w
 
 
 def mean_estimation_sgd(
-    key: jax.Array, y, step_sizes, batch_size: int, n_chains: int, *, beta0: float = 0.0,
+    key: jax.Array, y, step_sizes, batch_size: int, n_chains: int, *, w0: float = 0.0,
     clip: float | None = None,
 ) -> ChainStats:
     r"""McAllester's one-dimensional example, run with real minibatches.
@@ -417,7 +417,7 @@ def mean_estimation_sgd(
     The loss is :math:`\ell(w, y) = \tfrac12(w-y)^2`, so the full gradient is :math:`w-\bar y`
     and the minibatch gradient :math:`\hat g = w - \bar y_B`: even at the optimum
     :math:`w^\star=\bar y` it is not zero (McAllester 2018, who writes :math:`\beta` for :math:`w`).
-    Every chain starts at ``beta0`` (:math:`w_0`) and draws its own minibatch of ``batch_size``
+    Every chain starts at ``w0`` (:math:`w_0`) and draws its own minibatch of ``batch_size``
     examples (with replacement) from ``y`` at every step. Returned statistics are those of the
     excess loss :math:`\tfrac12(w_k-\bar y)^2`; the gradient noise has variance :math:`\sigma_y^2/B`
     (population variance of ``y``), so :func:`noise_floor` with :math:`\mu=1`,
@@ -429,13 +429,13 @@ def mean_estimation_sgd(
     y = jnp.asarray(_checks.finite_array("y", y, ndim=1), jnp.float32)
     batch_size = _checks.batch_size("batch_size", batch_size, int(y.shape[0]))
     n_chains = _checks.positive_int("n_chains", n_chains)
-    alphas = _step_array(step_sizes)
-    beta0 = float(_checks.finite_array("beta0", beta0, ndim=0))
+    etas = _step_array(step_sizes)
+    w0 = float(_checks.finite_array("w0", w0, ndim=0))
     clip = float("inf") if clip is None else _checks.positive_float("clip", clip)
-    means, variances, beta = _mean_estimation(key, y, jnp.float32(beta0), alphas, jnp.float32(clip), batch_size,
+    means, variances, w = _mean_estimation(key, y, jnp.float32(w0), etas, jnp.float32(clip), batch_size,
                                               n_chains)
     se = np.sqrt(np.asarray(variances, np.float64) / max(n_chains - 1, 1))
-    return ChainStats(np.asarray(means, np.float64), se, float("nan"), float("nan"), np.asarray(beta))
+    return ChainStats(np.asarray(means, np.float64), se, float("nan"), float("nan"), np.asarray(w))
 
 
 def gradient_flow(mu: float, x0: float, t) -> np.ndarray:
