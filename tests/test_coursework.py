@@ -227,3 +227,55 @@ def test_chapter1_checks_refuse_the_package_and_catch_wrong_answers():
         return np.sum((np.asarray(grads)[np.asarray(idx)] - grads.mean(0)) ** 2, axis=1)
 
     assert not ch01.check_noise_measurement(ignores_batch_size)
+
+
+def test_chapter9_checks_refuse_optax_sam_and_catch_wrong_answers():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from sgdlab.coursework import ch09
+
+    def with_optax(grad_fn, w, learning_rate, rho):
+        tx = optax.contrib.sam(optax.sgd(learning_rate), optax.chain(optax.contrib.normalize(), optax.sgd(rho)),
+                               opaque_mode=True)
+        updates, _ = tx.update(grad_fn(w), tx.init(w), w, grad_fn=lambda p, _: grad_fn(p))
+        return w + updates
+
+    refused = ch09.check_sam_step(with_optax)
+    assert not refused and "package" in repr(refused)
+
+    def unnormalised(grad_fn, w, learning_rate, rho):   # ascends by rho g instead of rho g / |g|
+        w = jnp.asarray(w)
+        return w - learning_rate * grad_fn(w + rho * grad_fn(w))
+
+    def plain_sgd(grad_fn, w, learning_rate, rho):
+        return jnp.asarray(w) - learning_rate * grad_fn(jnp.asarray(w))
+
+    assert not ch09.check_sam_step(unnormalised)
+    assert not ch09.check_sam_step(plain_sgd)
+
+    def simulate(key, mu, sigma, eta, w0, steps, n_chains):
+        def step(w, k):
+            w = w - eta * (mu * w + sigma * jax.random.normal(k, w.shape))
+            return w, w
+        _, path = jax.lax.scan(step, jnp.full(n_chains, w0), jax.random.split(key, steps))
+        return np.asarray(path)                      # w_1 .. w_T, one column per chain
+
+    def last_iterate(key, mu, sigma, eta, w0, start, steps, n_chains):
+        losses_last = 0.5 * mu * simulate(key, mu, sigma, eta, w0, steps, n_chains)[-1] ** 2
+        return losses_last.mean(), losses_last.std(ddof=1) / np.sqrt(n_chains)
+
+    def ignores_start(key, mu, sigma, eta, w0, start, steps, n_chains):
+        losses_all = 0.5 * mu * simulate(key, mu, sigma, eta, w0, steps, n_chains).mean(0) ** 2
+        return losses_all.mean(), losses_all.std(ddof=1) / np.sqrt(n_chains)
+
+    def from_start(key, mu, sigma, eta, w0, start, steps, n_chains):   # an independent correct answer
+        avg = simulate(key, mu, sigma, eta, w0, steps, n_chains)[start - 1:].mean(0)
+        losses_avg = 0.5 * mu * avg**2
+        return losses_avg.mean(), losses_avg.std(ddof=1) / np.sqrt(n_chains)
+
+    assert not ch09.check_swa_loss(last_iterate)
+    assert not ch09.check_swa_loss(ignores_start)
+    assert ch09.check_swa_loss(from_start)

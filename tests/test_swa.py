@@ -61,3 +61,22 @@ def test_fit_evaluates_the_average_through_eval_params():
     at_iterate = float(losses.cross_entropy(res.model(mnist.x_test), mnist.y_test).mean())
     assert abs(at_iterate - want) > 1e-4  # the average is another point than the last iterate
     assert int(res.opt_state.count) == 7  # steps 10, 15, ..., 40
+
+
+@pytest.mark.parametrize("outside", [True, False])
+def test_swa_and_opaque_sam_wrap_each_other(outside):
+    # swa around opaque SAM passes only grad_fn (SAM accepts no value); SAM around swa: swa_params finds it
+    mnist = data.mnist1d(n_train=256, n_test=64)
+    model = models.MLP((40, 8, 10), rngs=nnx.Rngs(0))
+    adversary = optax.chain(optax.contrib.normalize(), optax.sgd(0.05))
+    if outside:
+        tx = swa.swa(optax.contrib.sam(optax.sgd(0.3), adversary, opaque_mode=True), start=10, every=5)
+    else:
+        tx = optax.contrib.sam(swa.swa(optax.sgd(0.3), start=10, every=5), adversary, opaque_mode=True)
+    res = train.fit(model, tx, mnist, steps=40, batch_size=16, eval_every=40, eval_params=swa.swa_params)
+    found = swa._find(res.opt_state)
+    assert found is not None and int(found.count) == 7
+    average = swa.swa_params(nnx.state(res.model, nnx.Param), res.opt_state)
+    graphdef, _, rest = nnx.split(res.model, nnx.Param, ...)
+    want = float(losses.cross_entropy(nnx.merge(graphdef, average, rest)(mnist.x_test), mnist.y_test).mean())
+    assert float(res.history["test_loss"][-1]) == pytest.approx(want, rel=1e-5)

@@ -14,9 +14,14 @@ traced.
   near a minimum).
 * :func:`hessian_trace`: Hutchinson's estimator :math:`\operatorname{tr}H = \mathbb E[z^\top Hz]`
   with Rademacher probes :math:`z` (Hutchinson 1990).
+* :func:`epsilon_sharpness`: Keskar et al.'s (2017) sharpness, the largest rise of the loss in a
+  box around :math:`w` whose sides grow with :math:`|w_i|`, found by projected ascent.
+* :func:`filter_normalized_direction`: a random direction scaled filter by filter to the
+  weights (Li et al. 2018), for plotting the loss along a line through :math:`w`.
 
 JAX has no power iteration or Hutchinson estimator of its own (``jax.scipy.sparse.linalg``
-solves linear systems only), hence these few lines.
+solves linear systems only), hence these few lines; nor do JAX or Optax have Keskar's
+sharpness or Li et al.'s directions.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import jax.numpy as jnp
 
 from . import _checks
 
-__all__ = ["hvp", "top_eigenvalue", "hessian_trace"]
+__all__ = ["hvp", "top_eigenvalue", "hessian_trace", "epsilon_sharpness", "filter_normalized_direction"]
 
 Params = Any
 
@@ -118,3 +123,78 @@ def hessian_trace(
     leaves = jax.tree.leaves(params)
     zero = jnp.zeros((), jnp.result_type(*leaves)) if leaves else jnp.zeros(())
     return jax.lax.fori_loop(0, samples, body, zero) / samples
+
+
+def epsilon_sharpness(
+    loss_fn: Callable[[Params], jax.Array], params: Params, key: jax.Array, *, epsilon: float, steps: int = 20
+) -> jax.Array:
+    r"""Keskar et al.'s :math:`\epsilon`-sharpness: the largest rise of the loss in a box around :math:`w`, in percent.
+
+    .. math::  \phi_\epsilon(w) = 100\,\frac{\max_{y\in C_\epsilon} L(w+y) - L(w)}{1 + L(w)},
+
+               C_\epsilon = \{y : |y_i| \le \epsilon\,(|w_i| + 1)\ \text{for every } i\}
+
+    (Keskar, Mudigere, Nocedal, Smelyanskiy & Tang 2017, Metric 2.1, in the full space). The
+    side of the box grows with :math:`|w_i|`, so large weights may move more. Keskar et al.
+    maximise with L-BFGS-B; here ``steps`` steps of projected sign-gradient ascent
+    :math:`y \leftarrow \operatorname{clip}(y + \tfrac{2}{\text{steps}}\,r\odot\operatorname{sign}\nabla L(w+y), -r, r)`,
+    :math:`r_i = \epsilon(|w_i|+1)`, the steepest ascent for a box (an :math:`\ell_\infty` ball once
+    each side is scaled to one; the projected gradient method of Madry et al. 2018), from a
+    uniform random point of the box (at a minimum the gradient is zero, so :math:`y = 0` would
+    not move). The best point visited is kept: the value is a lower bound on the exact maximum,
+    and reaches it when the maximum lies at a corner of the box, as for a convex loss.
+
+    ``epsilon`` and ``steps`` are Python numbers; ``params`` may be traced (jit, vmap, a metric).
+    """
+    _check_loss_fn(loss_fn)
+    epsilon = _checks.positive_float("epsilon", epsilon)   # Python numbers only: nothing traced is checked
+    steps = _checks.positive_int("steps", steps)
+    radius = jax.tree.map(lambda w: epsilon * (jnp.abs(w) + 1.0), params)
+    uniform = lambda k, shape, dtype: jax.random.uniform(k, shape, dtype, -1.0, 1.0)  # noqa: E731
+    unit = _random_like(key, params, uniform)
+    shifted = lambda y: jax.tree.map(jnp.add, params, y)  # noqa: E731
+    value_and_grad = jax.value_and_grad(lambda y: loss_fn(shifted(y)))
+    base = loss_fn(params)  # y = 0 lies in the box, so the maximum is at least L(w)
+
+    def body(_, carry):
+        y, best = carry
+        value, g = value_and_grad(y)
+        step = lambda yi, gi, ri: jnp.clip(yi + (2.0 / steps) * ri * jnp.sign(gi), -ri, ri)  # noqa: E731
+        y = jax.tree.map(step, y, g, radius)
+        return y, jnp.maximum(best, value)
+
+    y, best = jax.lax.fori_loop(0, steps, body, (jax.tree.map(jnp.multiply, unit, radius), base))
+    best = jnp.maximum(best, loss_fn(shifted(y)))
+    return 100.0 * (best - base) / (1.0 + base)
+
+
+def filter_normalized_direction(key: jax.Array, params: Params) -> Params:
+    r"""A Gaussian direction :math:`d` rescaled filter by filter to the weights (Li, Xu, Taylor, Studer & Goldstein 2018).
+
+    A leaf with two or more axes is a weight array whose *last* axis indexes its filters (output
+    units), as in Flax: ``nnx.Linear`` kernels are ``(in, out)``, ``nnx.Conv`` kernels
+    ``(width, in, out)``. Each filter of the draw is scaled to the norm of the same filter of
+    :math:`w`,
+
+    .. math::  d_{\cdot j} \leftarrow \frac{d_{\cdot j}}{\|d_{\cdot j}\|}\,\|w_{\cdot j}\| ,
+
+    and leaves with fewer axes (biases) get :math:`d = 0`: they are not perturbed, as with the
+    ``biasbn`` option of Li et al.'s code. The loss :math:`t \mapsto L(w + t\,d)` along such a
+    direction does not change when a ReLU network is rescaled layer by layer without changing its
+    function (Dinh et al. 2017), which the raw sharpness does; that is why Li et al. use it.
+    """
+    if not jax.tree.leaves(params):
+        raise ValueError("params has no leaves")
+
+    def one(k, w):
+        w = jnp.asarray(w)
+        if w.ndim < 2:
+            return jnp.zeros_like(w)
+        d = jax.random.normal(k, w.shape, w.dtype)
+        axes = tuple(range(w.ndim - 1))
+        scale = jnp.sqrt(jnp.sum(w**2, axis=axes)) / jnp.sqrt(jnp.sum(d**2, axis=axes))
+        return d * scale
+
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(treedef, [one(k, w) for k, w in zip(keys, leaves)])

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import _checks
+from . import _checks, engine
 
 __all__ = ["SWAState", "swa", "swa_params"]
 
@@ -46,13 +46,15 @@ def swa(inner: optax.GradientTransformation, *, start: int, every: int = 1) -> o
     After update :math:`t = 1, 2, \dots` (the iterate :math:`w_t` it produces) the iterate joins the
     average when :math:`t \ge` ``start`` and :math:`(t - \text{start})` is a multiple of ``every``.
     The updates returned are those of ``inner``, so training is unchanged; ``update`` needs
-    ``params``. Optax's extra arguments (``value``, ``grad_fn``) are passed on to ``inner``.
+    ``params``. Optax's extra arguments (``value``, ``grad_fn``) are passed on to ``inner`` when
+    it accepts them (opaque ``optax.contrib.sam`` takes only ``grad_fn``).
     Read the average with :func:`swa_params`.
     """
     if not isinstance(inner, optax.GradientTransformation):
         raise ValueError(f"inner must be an optax.GradientTransformation, got {type(inner).__name__}")
     start = _checks.nonnegative_int("start", start)
     every = _checks.positive_int("every", every)
+    accepted = engine.extra_arg_names(inner)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
@@ -62,7 +64,8 @@ def swa(inner: optax.GradientTransformation, *, start: int, every: int = 1) -> o
     def update_fn(updates, state, params=None, **extra_args):
         if params is None:
             raise ValueError("swa needs params in update(updates, state, params) to average the iterates")
-        updates, inner_state = inner.update(updates, state.inner, params, **extra_args)
+        passed = {name: value for name, value in extra_args.items() if name in accepted}
+        updates, inner_state = inner.update(updates, state.inner, params, **passed)
         step = state.step + 1
         new_params = optax.apply_updates(params, updates)
         collect = (step >= start) & ((step - start) % every == 0)
@@ -75,14 +78,9 @@ def swa(inner: optax.GradientTransformation, *, start: int, every: int = 1) -> o
 
 
 def _find(state: Any) -> SWAState | None:
-    if isinstance(state, SWAState):
-        return state
-    if isinstance(state, (tuple, list)):
-        for s in state:
-            found = _find(s)
-            if found is not None:
-                return found
-    return None
+    """The first :class:`SWAState` in ``state``, searched as a pytree (chains, SAM's state, ...)."""
+    is_swa = lambda node: isinstance(node, SWAState)  # noqa: E731
+    return next((node for node in jax.tree.leaves(state, is_leaf=is_swa) if is_swa(node)), None)
 
 
 def swa_params(params: Any, opt_state: Any) -> Any:
