@@ -191,3 +191,22 @@ def test_loss_along_filter_normalized_direction_is_invariant_to_layer_rescaling(
 def test_filter_normalized_direction_validates():
     with pytest.raises(ValueError, match="params"):
         curvature.filter_normalized_direction(jax.random.key(0), {})
+
+
+def test_fisher_of_linear_softmax_matches_outer_products():
+    x = jax.random.normal(jax.random.key(6), (20, 40))
+    w = jax.random.normal(jax.random.key(7), (40 * 3 + 3,)) * 0.1
+
+    def model_fn(w, x):
+        return x @ w[:120].reshape(40, 3) + w[120:]
+
+    fisher = np.asarray(curvature.fisher_matrix(model_fn, w, x), np.float64)
+    # expectation over y ~ p(y|x) of grad log p grad log p^T, enumerated over the 3 classes
+    ref = np.zeros_like(fisher)
+    for xi in np.asarray(x):
+        p = np.asarray(jax.nn.softmax(model_fn(w, xi[None])[0]))
+        for k in range(3):
+            gk = np.asarray(jax.grad(lambda v: jax.nn.log_softmax(model_fn(v, xi[None])[0])[k])(w))
+            ref += p[k] * np.outer(gk, gk)
+    ref /= x.shape[0]
+    np.testing.assert_allclose(fisher, ref, rtol=1e-3, atol=1e-6)

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from scipy import stats
 
-from sgdlab import data, losses, models, noise
+from sgdlab import curvature, data, losses, models, noise
 from sgdlab import martingales as mg
 from sgdlab import quadratic as q
 
@@ -148,26 +148,6 @@ def test_descent_estimate_takes_the_top_eigenvalue_from_curvature():
     assert est.expected_next[0] <= est.bound[0] + 4 * est.se[0]
 
 
-def test_fisher_of_linear_softmax_matches_outer_products(small_problem):
-    mnist, _ = small_problem
-    x = mnist.x_train[:20]
-    w = jax.random.normal(jax.random.key(7), (40 * 3 + 3,)) * 0.1
-
-    def model_fn(w, x):
-        return x @ w[:120].reshape(40, 3) + w[120:]
-
-    fisher = np.asarray(mg.fisher_matrix(model_fn, w, x), np.float64)
-    # expectation over y ~ p(y|x) of grad log p grad log p^T, enumerated over the 3 classes
-    ref = np.zeros_like(fisher)
-    for xi in np.asarray(x):
-        p = np.asarray(jax.nn.softmax(model_fn(w, xi[None])[0]))
-        for k in range(3):
-            gk = np.asarray(jax.grad(lambda v: jax.nn.log_softmax(model_fn(v, xi[None])[0])[k])(w))
-            ref += p[k] * np.outer(gk, gk)
-    ref /= x.shape[0]
-    np.testing.assert_allclose(fisher, ref, rtol=1e-3, atol=1e-6)
-
-
 def test_natural_gradient_descends(small_problem):
     mnist, _ = small_problem
     x = mnist.x_train[:, ::4]
@@ -204,7 +184,7 @@ def test_preconditioned_step_is_the_damped_fisher_solve(small_problem):
         return jnp.mean(-jax.nn.log_softmax(model_fn(w, xb))[jnp.arange(xb.shape[0]), yb])
 
     g_hat = np.asarray(jax.grad(loss)(w0, x[idx], y[idx]), np.float64)
-    fisher = np.asarray(mg.fisher_matrix(model_fn, w0, x[jdx]), np.float64)
+    fisher = np.asarray(curvature.fisher_matrix(model_fn, w0, x[jdx]), np.float64)
     want = np.asarray(w0, np.float64) - 0.2 * np.linalg.solve(fisher + 0.5 * np.eye(110), g_hat)
     np.testing.assert_allclose(w1, want, rtol=1e-4, atol=1e-6)
     assert curve[0] == pytest.approx(float(loss(w0, x, y)), rel=1e-5)
@@ -223,7 +203,7 @@ def test_preconditioned_step_descends_in_expectation(small_problem):
     loss_fn = jax.jit(lambda w: jnp.mean(-jax.nn.log_softmax(model_fn(w, x))[jnp.arange(x.shape[0]), y]))
     G = jax.vmap(jax.grad(lambda w, xi, yi: -jax.nn.log_softmax(model_fn(w, xi[None])[0])[yi]),
                  in_axes=(None, 0, 0))(w, x, y)
-    P = jnp.linalg.inv(mg.fisher_matrix(model_fn, w, x) + 0.1 * jnp.eye(110))
+    P = jnp.linalg.inv(curvature.fisher_matrix(model_fn, w, x) + 0.1 * jnp.eye(110))
     est = mg.descent_estimate(jax.random.key(10), loss_fn, w, G, [1e-3], 16, 500, preconditioner=P)
     g = np.asarray(G.mean(0), np.float64)
     assert est.descent == pytest.approx(float(g @ np.asarray(P, np.float64) @ g), rel=1e-3)

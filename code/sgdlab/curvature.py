@@ -14,6 +14,9 @@ traced.
   near a minimum).
 * :func:`hessian_trace`: Hutchinson's estimator :math:`\operatorname{tr}H = \mathbb E[z^\top Hz]`
   with Rademacher probes :math:`z` (Hutchinson 1990).
+* :func:`fisher_matrix`: the Fisher information of a small softmax classifier, formed as a
+  matrix (Amari 1998): what the Hessian approaches near a minimum (Chapter 7) and what
+  natural-gradient descent preconditions with (Chapter 3).
 * :func:`epsilon_sharpness`: Keskar et al.'s (2017) sharpness, the largest rise of the loss in a
   box around :math:`w` whose sides grow with :math:`|w_i|`, found by projected ascent.
 * :func:`filter_normalized_direction`: a random direction scaled filter by filter to the
@@ -34,7 +37,8 @@ import jax.numpy as jnp
 
 from . import _checks
 
-__all__ = ["hvp", "top_eigenvalue", "hessian_trace", "epsilon_sharpness", "filter_normalized_direction"]
+__all__ = ["hvp", "top_eigenvalue", "hessian_trace", "fisher_matrix", "epsilon_sharpness",
+           "filter_normalized_direction"]
 
 Params = Any
 
@@ -198,3 +202,24 @@ def filter_normalized_direction(key: jax.Array, params: Params) -> Params:
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     return jax.tree.unflatten(treedef, [one(k, w) for k, w in zip(keys, leaves)])
+
+
+def fisher_matrix(model_fn: Callable, w: jax.Array, x: jax.Array) -> jax.Array:
+    r"""Fisher information of a softmax classifier at flat parameters ``w`` on inputs ``x``.
+
+    .. math::  F(w) = \frac1n\sum_{i=1}^n J_i^\top\big(\operatorname{diag}p_i - p_ip_i^\top\big)J_i,
+
+    with :math:`p_i` the predicted class probabilities and :math:`J_i` the Jacobian of the logits
+    with respect to :math:`w`: the expected outer product of :math:`\nabla\log p(y\mid x_i)` with
+    :math:`y` drawn from the model (Amari 1998). ``model_fn(w, x)`` returns the logits. Meant for
+    small models: it forms all :math:`n` Jacobians.
+    """
+    w = jnp.asarray(w)
+    x = jnp.asarray(x)
+    logits = model_fn(w, x)                                                   # (n, classes)
+    jac = jax.vmap(lambda xi: jax.jacrev(lambda v: model_fn(v, xi[None])[0])(w))(x)   # (n, classes, P)
+    p = jax.nn.softmax(logits)
+    # diag(p) - p p^T = sum_c p_c (e_c - p)(e_c - p)^T: F = A^T A with rows sqrt(p_ic / n) (J_i^T (e_c - p_i))
+    centred = jac - jnp.einsum("nc,ncp->np", p, jac)[:, None, :]               # rows J_i^T (e_c - p_i)
+    a = (jnp.sqrt(p / x.shape[0])[..., None] * centred).reshape(-1, w.shape[0])
+    return a.T @ a

@@ -13,7 +13,8 @@ compute:
   :math:`L(w_t) - \eta\,\nabla L^\top P\nabla L + \eta^2 C` of the descent lemma;
 * :func:`clipped_fixed_point`: where SGD with clipped (hence biased) per-example gradients
   really converges in McAllester's one-dimensional example;
-* :func:`fisher_matrix` and :func:`preconditioned_sgd`: natural-gradient descent (Amari 1998)
+* :func:`preconditioned_sgd`: natural-gradient descent (Amari 1998) with the Fisher matrix of
+  :func:`sgdlab.curvature.fisher_matrix`
   for small models, run by the engine's loop for hand-written gradients
   (:func:`sgdlab.train.optimize`).
 
@@ -44,7 +45,6 @@ __all__ = [
     "DescentEstimate",
     "descent_estimate",
     "clipped_fixed_point",
-    "fisher_matrix",
     "preconditioned_sgd",
 ]
 
@@ -271,27 +271,6 @@ def clipped_fixed_point(y, clip: float) -> float:
 
 # ------------------------------------------------------------------ natural gradient
 
-def fisher_matrix(model_fn: Callable, w: jax.Array, x: jax.Array) -> jax.Array:
-    r"""Fisher information of a softmax classifier at flat parameters ``w`` on inputs ``x``.
-
-    .. math::  F(w) = \frac1n\sum_{i=1}^n J_i^\top\big(\operatorname{diag}p_i - p_ip_i^\top\big)J_i,
-
-    with :math:`p_i` the predicted class probabilities and :math:`J_i` the Jacobian of the logits
-    with respect to :math:`w`: the expected outer product of :math:`\nabla\log p(y\mid x_i)` with
-    :math:`y` drawn from the model (Amari 1998). ``model_fn(w, x)`` returns the logits. Meant for
-    small models: it forms all :math:`n` Jacobians.
-    """
-    w = jnp.asarray(w)
-    x = jnp.asarray(x)
-    logits = model_fn(w, x)                                                   # (n, classes)
-    jac = jax.vmap(lambda xi: jax.jacrev(lambda v: model_fn(v, xi[None])[0])(w))(x)   # (n, classes, P)
-    p = jax.nn.softmax(logits)
-    # diag(p) - p p^T = sum_c p_c (e_c - p)(e_c - p)^T: F = A^T A with rows sqrt(p_ic / n) (J_i^T (e_c - p_i))
-    centred = jac - jnp.einsum("nc,ncp->np", p, jac)[:, None, :]               # rows J_i^T (e_c - p_i)
-    a = (jnp.sqrt(p / x.shape[0])[..., None] * centred).reshape(-1, w.shape[0])
-    return a.T @ a
-
-
 def _preconditioned_gradient(w, t, key, x, y, damping, *, model_fn, batch_size, fisher_batch, natural):
     r""":math:`(F_t+\delta I)^{-1}\hat g_t` (or :math:`\hat g_t`) with both minibatches drawn from ``fold_in(key, t)``."""
     k_batch, k_fisher = jax.random.split(jax.random.fold_in(key, t))
@@ -302,7 +281,7 @@ def _preconditioned_gradient(w, t, key, x, y, damping, *, model_fn, batch_size, 
         return g_hat
     # the Fisher of an independent minibatch: given w_t, the preconditioner and g_hat are independent
     jdx = jax.random.randint(k_fisher, (fisher_batch,), 0, n)
-    fisher = fisher_matrix(model_fn, w, x[jdx])
+    fisher = curvature.fisher_matrix(model_fn, w, x[jdx])
     return jnp.linalg.solve(fisher + damping * jnp.eye(w.shape[0], dtype=w.dtype), g_hat)
 
 
@@ -332,8 +311,9 @@ def preconditioned_sgd(
     r"""Minibatch natural-gradient descent :math:`w\leftarrow w-\eta(F_t+\delta I)^{-1}\hat g_t` (or plain SGD).
 
     At step :math:`t` the minibatch of :math:`\hat g_t` and an independent minibatch of
-    ``fisher_batch`` inputs for the Fisher estimate :math:`F_t` (:func:`fisher_matrix`) are drawn
-    from ``jax.random.fold_in(key, t)``; :math:`\delta` = ``damping``. Given :math:`w_t` the
+    ``fisher_batch`` inputs for the Fisher estimate :math:`F_t`
+    (:func:`sgdlab.curvature.fisher_matrix`) are drawn from ``jax.random.fold_in(key, t)``;
+    :math:`\delta` = ``damping``. Given :math:`w_t` the
     preconditioner and :math:`\hat g_t` are conditionally independent and the preconditioner is
     positive definite, so the expected step :math:`-\eta\,\mathbb E[P_t\mid w_t]\nabla L(w_t)`
     is a descent direction (Amari 1998). ``natural=False`` runs plain SGD on the same
