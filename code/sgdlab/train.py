@@ -467,7 +467,7 @@ def fit(
     sharding = None
     initial = optimizer.init(params)
     if opt_state is not None:
-        shapes = lambda tree: jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), tree)  # noqa: E731
+        shapes = lambda tree: [(jnp.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(tree)]  # noqa: E731
         if jax.tree.structure(opt_state) != jax.tree.structure(initial) or shapes(opt_state) != shapes(initial):
             raise ValueError("opt_state must have the structure, shapes and dtypes of optimizer.init(params) "
                              "(the opt_state of an earlier fit with the same kind of optimizer and model)")
