@@ -279,3 +279,13 @@ def test_chapter9_checks_refuse_optax_sam_and_catch_wrong_answers():
     assert not ch09.check_swa_loss(last_iterate)
     assert not ch09.check_swa_loss(ignores_start)
     assert ch09.check_swa_loss(from_start)
+
+
+def test_judge_measurement_checks_the_standard_error_and_the_mean():
+    from sgdlab.coursework import judge_measurement
+
+    assert judge_measurement("a", 1.01, 0.01, 1.0, 0.01)[0]
+    ok, line = judge_measurement("a", 1.0, 0.1, 1.0, 0.01)   # an SE without its 1/sqrt(n)
+    assert not ok and "implausible" in line
+    ok, line = judge_measurement("a", 1.05, 0.01, 1.0, 0.01)  # five standard errors off
+    assert not ok and "exact value is 1" in line

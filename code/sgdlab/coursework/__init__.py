@@ -111,5 +111,20 @@ def refuse_package_call(exercise: str, student_fn: Any, *functions: Callable[...
     return None
 
 
+def judge_measurement(label: str, mean: float, se: float, expected: float, expected_se: float,
+                      *, z: float = 4.0) -> tuple[bool, str]:
+    """A student's Monte-Carlo estimate ``mean ± se`` against the exact ``expected`` value: ``(ok, line)``.
+
+    The standard error must be plausible, within a factor 2 of the exact ``expected_se`` (an
+    estimate with a wrong or missing :math:`1/\sqrt{n}` fails here), and the mean within ``z``
+    standard errors of ``expected``.
+    """
+    if not 0.5 * expected_se < se < 2 * expected_se:
+        return False, f"{label}: standard error {se:.3g} is implausible (expected about {expected_se:.3g})"
+    if abs(mean - expected) > z * se:
+        return False, f"{label}: measured {mean:.5g} +- {se:.2g}, but the exact value is {expected:.5g}"
+    return True, f"{label}: measured {mean:.5g} +- {se:.2g}, exact {expected:.5g}: ok"
+
+
 def _short(a: np.ndarray) -> str:
     return np.array2string(a, precision=5, threshold=6, edgeitems=2)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from .. import sde
-from . import Case, CheckResult, check_function
+from . import Case, CheckResult, check_function, judge_measurement
 
 
 def check_stationary_variance(student_fn: Callable) -> CheckResult:
@@ -82,11 +82,8 @@ def check_one_step_rise(student_fn: Callable) -> CheckResult:
         # Var of (eta^2/2) xi^T H xi for Gaussian xi: (eta^4/2) tr((H Sigma)^2)
         exact_se = np.sqrt(0.5 * eta**4 * np.trace(h @ sigma @ h @ sigma) / n_draws)
         label = f"case {k + 1} (d = {d}, eta = {eta})"
-        if not (0.5 * exact_se < se < 2 * exact_se):
-            return CheckResult(exercise, False, lines + [f"{label}: standard error {se:.3g} is implausible "
-                                                         f"(expected about {exact_se:.3g})"])
-        if abs(mean - theory) > 4 * se:
-            return CheckResult(exercise, False, lines + [f"{label}: measured {mean:.4g} +- {se:.2g}, but theory "
-                                                         f"says {theory:.4g}"])
-        lines.append(f"{label}: measured {mean:.4g} +- {se:.2g}, theory {theory:.4g}: ok")
+        ok, line = judge_measurement(label, mean, se, theory, exact_se)
+        if not ok:
+            return CheckResult(exercise, False, lines + [line])
+        lines.append(line)
     return CheckResult(exercise, True, lines)

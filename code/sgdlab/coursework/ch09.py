@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import Case, CheckResult, check_function, refuse_package_call
+from . import Case, CheckResult, check_function, judge_measurement, refuse_package_call
 
 
 def _quadratic(a: np.ndarray, b: np.ndarray) -> Callable:
@@ -99,11 +99,8 @@ def check_swa_loss(student_fn: Callable) -> CheckResult:
             return CheckResult(exercise, False, lines + [f"{label}: your function raised {type(exc).__name__}: {exc}"])
         exact, sd = _exact_swa_loss(mu, sigma, eta, w0, start, steps)
         exact_se = sd / np.sqrt(n_chains)
-        if not (0.5 * exact_se < se < 2 * exact_se):
-            return CheckResult(exercise, False, lines + [f"{label}: standard error {se:.3g} is implausible "
-                                                         f"(expected about {exact_se:.3g})"])
-        if abs(mean - exact) > 4 * se:
-            return CheckResult(exercise, False, lines + [f"{label}: measured {mean:.5g} +- {se:.2g}, but the exact "
-                                                         f"value is {exact:.5g}"])
-        lines.append(f"{label}: measured {mean:.5g} +- {se:.2g}, exact {exact:.5g}: ok")
+        ok, line = judge_measurement(label, mean, se, exact, exact_se)
+        if not ok:
+            return CheckResult(exercise, False, lines + [line])
+        lines.append(line)
     return CheckResult(exercise, True, lines)
