@@ -53,3 +53,24 @@ def test_every_chapter_is_in_the_toc():
     files = {c["file"] for part in toc["parts"] for c in part["chapters"]}
     for md in CHAPTERS:
         assert f"chapters/{md.stem}" in files, f"{md.name} is not in _toc.yml"
+
+
+def test_no_inline_formula_is_cut_by_a_list_marker():
+    """A line starting with '+ ', '- ' or '* ' begins a list item even inside an open $...$ (the
+    block parser runs first), which breaks the formula: put the operator at the end of the line before."""
+    import re
+
+    for md in CHAPTERS:
+        nb = jupytext.read(md)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            text = re.sub(r"\$\$.*?\$\$", "", cell.source, flags=re.S)   # display math is a block of its own
+            paragraph = ""
+            for line in text.split("\n"):
+                if not line.strip():
+                    paragraph = ""
+                    continue
+                opened = len(re.findall(r"(?<!\\)\$", paragraph)) % 2 == 1
+                assert not (opened and re.match(r"[+\-*] ", line)), f"{md.name}: a list marker cuts a formula at {line!r}"
+                paragraph += line + "\n"
