@@ -188,8 +188,10 @@ async () => {
     },
   });
   const rawTex = /(\$\$[\s\S]+?\$\$)|(\$[^$\s][^$\n]*[\\^_{}][^$\n]*\$)|(\\\([\s\S]+?\\\))|(\\\[[\s\S]+?\\\])|(\\begin\{[a-z*]+\})/;
+  // a formula broken across blocks leaves a lone $ before a command, or a command in plain text
+  const strayTex = /(\$\\[A-Za-z]+)|(\\(?:frac|alpha|beta|eta|mu|lambda|sigma|Sigma|mathbb|mathcal|operatorname|sum|sqrt|nabla|dots|left|right)(?![A-Za-z]))/;
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-    const m = rawTex.exec(n.textContent);
+    const m = rawTex.exec(n.textContent) || strayTex.exec(n.textContent);
     if (m) problems.push(`untypeset TeX in text: ${short(m[0], 80)}`);
   }
 
@@ -410,7 +412,7 @@ def test_checks_catch_a_broken_page(browser_context):
         httpd.shutdown()
         httpd.server_close()
     for expected in ("undefined macro in \\nosuchmacro", "MathJax error", "untypeset TeX in text: $\\alpha_t$",
-                     "image did not load: missing.png", "error output: ValueError: boom",
+                     "untypeset TeX in text: $\\operatorname", "image did not load: missing.png", "error output: ValueError: boom",
                      "stderr output with an error", "interactive widget on a static page (model abc)",
                      "open-solution: solution is shown before it is clicked", "display math wider than its column",
                      "code line wider than its cell", "figure wider than its column"):
