@@ -47,11 +47,14 @@ def _reference_variance(grads, batch_size, replace):
     return _pairwise_variance(grads, batch_size, replace)
 
 
+# the package's own answers to this chapter's exercises, which an answer must not call
+_NOISE_ANSWERS = (noise.minibatch_variance, noise.gradient_noise_trace, noise.empirical_minibatch_variance)
+
+
 def check_minibatch_variance(student_fn: Callable) -> CheckResult:
     """Exercise 1.1: ``student_fn(grads, batch_size, replace)`` returns E||g_B - g||^2 exactly."""
     exercise = "Exercise 1.1 (minibatch variance)"
-    refused = refuse_package_call(exercise, student_fn, noise.minibatch_variance, noise.gradient_noise_trace,
-                                  noise.empirical_minibatch_variance)
+    refused = refuse_package_call(exercise, student_fn, *_NOISE_ANSWERS)
     if refused is not None:
         return refused
     rng = np.random.default_rng(0)
@@ -114,8 +117,7 @@ def check_noise_measurement(student_fn: Callable) -> CheckResult:
     measured squared errors ||g_B - g||^2 of minibatches drawn with replacement; their mean must agree
     with tr(Sigma)/B within four standard errors."""
     exercise = "Exercise 1.3 (measuring the noise)"
-    refused = refuse_package_call(exercise, student_fn, noise.minibatch_variance, noise.empirical_minibatch_variance,
-                                  noise.gradient_noise_trace)
+    refused = refuse_package_call(exercise, student_fn, *_NOISE_ANSWERS)
     if refused is not None:
         return refused
     rng = np.random.default_rng(1)
